@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import i_beam
 
-from designgym.envs.extrusion.problem import Extrusion, bending_second_moment, second_moments
+from designgym.envs.extrusion.problem import Extrusion, bending_second_moment, second_moments, section_second_moment
 
 
 def rect_inertia(b, h):
@@ -138,3 +138,37 @@ def test_render_draws_the_section_and_the_neutral_axis(extrusion):
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Extrusion(**kwargs)
+
+
+def test_stiffness_is_measured_against_a_solid_square_of_the_target_material(extrusion):
+    grid = np.zeros((32, 32), dtype=np.float32)
+    grid[8:24, 8:24] = 1  # 16 x 16 = 0.25 of the grid
+    on_target = extrusion.evaluate(grid, {"area_fraction": 0.25, "axis_angle": 0.0, "max_hollows": 0})
+    assert on_target.objectives["stiffness"] == pytest.approx(1.0, rel=1e-12)
+    # The same bar judged against more material is less stiff than what that material could make.
+    more = extrusion.evaluate(grid, {"area_fraction": 0.4, "axis_angle": 0.0, "max_hollows": 0})
+    assert more.objectives["stiffness"] == pytest.approx((0.25 / 0.4) ** 2, rel=1e-12)
+    assert more.objectives["shape_factor"] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_pieces_not_welded_together_bend_on_their_own():
+    # Two flanges with no web: each bends about its own centroid, far less than an I-beam's flanges.
+    flanges = np.zeros((32, 32), dtype=bool)
+    flanges[0:3, 4:28] = True
+    flanges[29:32, 4:28] = True
+    one_flange = rect_inertia(24, 3)
+    assert section_second_moment(flanges, 0.0) == pytest.approx(2 * one_flange, rel=1e-12)
+    # Welded by a web, the parallel-axis terms count.
+    beam = i_beam(32, 3, 2, 24) >= 0.5
+    _, ixx, iyy, ixy = second_moments(beam)
+    assert section_second_moment(beam, 0.0) == pytest.approx(ixx, rel=1e-12)
+    assert section_second_moment(beam, 30.0) == pytest.approx(bending_second_moment(ixx, iyy, ixy, 30.0), rel=1e-12)
+    assert section_second_moment(beam, 0.0) > 20 * section_second_moment(flanges, 0.0)
+
+
+def test_far_apart_islands_do_not_look_stiff(extrusion):
+    islands = np.zeros((32, 32), dtype=np.float32)
+    islands[0:4, 0:4] = 1
+    islands[28:32, 28:32] = 1
+    ev = extrusion.evaluate(islands, {"area_fraction": 0.15, "axis_angle": 0.0, "max_hollows": 0})
+    assert ev.objectives["stiffness"] < 0.05

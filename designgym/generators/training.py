@@ -36,7 +36,7 @@ class VAETrainingConfig:
 
     latent_dim: int = 8
     channels: int = 32
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 128
     lr: float = 2e-3
     beta: float = 1.0
@@ -117,6 +117,8 @@ def save_generator(
     with os.fdopen(fd, "w") as handle:
         json.dump(full_card, handle, indent=2, default=_jsonable)
         handle.write("\n")
+    for tmp in (tmp_weights, tmp_card):
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; shipped files must be readable by all
     os.replace(tmp_weights, weights)
     os.replace(tmp_card, directory / f"{name}.json")
     return weights

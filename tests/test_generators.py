@@ -1,0 +1,102 @@
+"""Generators: the shipped weights load, check their sha256, decode in batches; training round-trips."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from designgym import generators
+from designgym.generators import ConvVAE, GeneratorIntegrityError
+from designgym.generators.training import VAETrainingConfig, save_generator, train_vae
+
+NAME = "extrusion-vae-32"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return generators.load(NAME, device="cpu")
+
+
+def test_shipped_generator_is_listed_with_a_model_card():
+    assert NAME in generators.available()
+    card = generators.card(NAME)
+    assert card["latent_dim"] == 8 and card["design_shape"] == [32, 32]
+    assert card["script"] == "scripts/train_generator.py"
+    assert 0.0 <= card["metrics"]["valid_rate"] <= 1.0
+    weights = generators.registry.WEIGHTS_DIR / f"{NAME}.pt"
+    assert weights.stat().st_size < 5_000_000  # ships inside the package
+
+
+def test_decode_is_batched_and_in_the_unit_interval(shipped):
+    z = torch.randn(5, shipped.latent_dim, generator=torch.Generator().manual_seed(0))
+    designs = shipped.decode(z)
+    assert designs.shape == (5, 32, 32) and designs.device.type == "cpu"
+    assert float(designs.min()) >= 0.0 and float(designs.max()) <= 1.0
+    one_by_one = torch.cat([shipped.decode(z[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(designs, one_by_one, rtol=1e-5, atol=1e-5)
+    assert shipped.decode_numpy(z.numpy()).dtype == np.float32
+
+
+def test_prior_samples_behave_as_the_model_card_says(shipped):
+    from designgym.envs.manufacturing import disconnected_fraction, solid_mask
+
+    metrics = generators.card(NAME)["metrics"]
+    masks = solid_mask(shipped.decode_numpy(np.random.default_rng(0).standard_normal((256, 8))))
+    fill = masks.mean(axis=(1, 2))
+    one_piece = np.mean([disconnected_fraction(m) == 0 for m in masks])
+    # Different draws than the card's, so allow sampling error (about 3 standard errors at n = 256).
+    assert abs(fill.mean() - metrics["mean_area_fraction"]) < 0.03
+    assert abs(one_piece - metrics["one_piece_rate"]) < 0.1
+    assert fill.std() > 0.05  # varied, not one blob
+
+
+@pytest.mark.parametrize("z", [np.zeros(8), np.zeros((2, 7)), np.zeros((1, 2, 8))])
+def test_wrong_latent_shape_is_named(shipped, z):
+    with pytest.raises(ValueError, match=r"latents of shape \(batch, 8\)"):
+        shipped.decode(z)
+
+
+def test_device_is_chosen_automatically_and_can_be_overridden():
+    auto = generators.load(NAME)
+    assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert generators.load(NAME, device="cpu").device.type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            generators.load(NAME, device="cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        generators.resolve_device("tpu-please")
+
+
+def test_tampered_weights_are_refused_with_the_fix(tmp_path):
+    src = generators.registry.WEIGHTS_DIR
+    for suffix in (".pt", ".json"):
+        shutil.copy(src / f"{NAME}{suffix}", tmp_path / f"{NAME}{suffix}")
+    assert generators.load(NAME, device="cpu", directory=tmp_path).latent_dim == 8
+    data = bytearray((tmp_path / f"{NAME}.pt").read_bytes())
+    data[-100] ^= 0xFF
+    (tmp_path / f"{NAME}.pt").write_bytes(bytes(data))
+    with pytest.raises(GeneratorIntegrityError, match="sha256.*reinstall designgym.*train_generator.py"):
+        generators.load(NAME, device="cpu", directory=tmp_path)
+
+
+def test_unknown_generator_is_named():
+    with pytest.raises(KeyError, match="no generator named 'nope'.*extrusion-vae-32"):
+        generators.load("nope")
+
+
+def test_training_and_saving_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    designs = np.zeros((64, 16, 16), np.float32)
+    for d in designs:
+        r, c = rng.integers(0, 8, size=2)
+        d[r : r + 8, c : c + 8] = 1
+    model, history = train_vae(designs, VAETrainingConfig(latent_dim=4, channels=8, epochs=2, batch_size=32),
+                               progress=False)
+    assert len(history) == 2 and all(np.isfinite(h["reconstruction"]) for h in history)
+    save_generator(model, "tiny", {"note": "test"}, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json", "tiny.pt"]  # no temp files left
+    loaded = generators.load("tiny", device="cpu", directory=tmp_path)
+    assert isinstance(loaded, ConvVAE) and loaded.design_shape == (16, 16)
+    z = torch.randn(3, 4)
+    torch.testing.assert_close(loaded.decode(z), model.decode(z))
