@@ -1,0 +1,59 @@
+"""Design environments: the env, the problem API, registration, and the built-in families."""
+
+from designgym.envs.extrusion.problem import Extrusion
+from designgym.envs.latent_env import LatentDesignEnv
+from designgym.envs.problem import Evaluation, NoReferenceOptimizer, ObjectiveSpec, Problem
+from designgym.envs.registration import (
+    UnknownNameError,
+    env_specs,
+    list_envs,
+    load_plugins,
+    make,
+    make_problem,
+    register_design_env,
+    register_problem,
+    resolve_env_id,
+)
+
+__all__ = [
+    "Evaluation",
+    "Extrusion",
+    "LatentDesignEnv",
+    "NoReferenceOptimizer",
+    "ObjectiveSpec",
+    "Problem",
+    "UnknownNameError",
+    "env_specs",
+    "list_envs",
+    "load_plugins",
+    "make",
+    "make_problem",
+    "register_design_env",
+    "register_problem",
+    "resolve_env_id",
+]
+
+
+def _register_builtin() -> None:
+    register_problem("extrusion", Extrusion)
+    register_design_env(
+        "designgym/Extrusion-v0",
+        problem="extrusion",
+        generator="extrusion-vae-32",
+        description="Stiffest extrudable profile section for its material; one-shot latent choice.",
+        source="designgym",
+        action_mode="direct",
+    )
+    register_design_env(
+        "designgym/ExtrusionSteps-v0",
+        problem="extrusion",
+        generator="extrusion-vae-32",
+        description="Extrusion section refined by 8 bounded latent steps from a random start.",
+        source="designgym",
+        action_mode="delta",
+        episode_length=8,
+        initial_latent="random",
+    )
+
+
+_register_builtin()

@@ -1,0 +1,325 @@
+"""`LatentDesignEnv`: the Gymnasium environment that joins one problem and one generator."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from designgym.envs.problem import Conditions, Evaluation, Problem
+from designgym.generators.base import Generator
+
+ActionMode = Literal["direct", "delta"]
+ObservationLayout = Literal["flat", "dict"]
+
+
+class LatentDesignEnv(gym.Env):
+    """Steer a generator's latent vector toward a good design for the episode's conditions.
+
+    ## Description
+    Each episode draws conditions (a load case, a brief) from the problem's conditions space. The
+    agent moves a latent vector ``z``; the generator decodes it to a design; the problem judges
+    the design. In ``"direct"`` mode the action *is* the latent and the episode is one step long
+    (a contextual bandit: conditions in, design out). In ``"delta"`` mode each action moves the
+    latent by a bounded step over an episode of ``episode_length`` steps.
+
+    ## Action Space
+    ``Box(-1, 1, (latent_dim,), float32)``. Direct: ``z = latent_bound * a``. Delta:
+    ``z <- clip(z + step_size * latent_bound * a, -latent_bound, latent_bound)``. Finite actions
+    outside ``[-1, 1]`` are clipped; a wrong shape or a NaN/inf entry raises ``ValueError``.
+
+    ## Observation Space
+    With ``observation_layout="flat"`` (default) one ``Box`` of ``float32`` concatenating, in order:
+
+    - ``latent`` (``latent_dim``): ``z / latent_bound``, in [-1, 1];
+    - ``conditions`` (``problem.conditions_dim``): the conditions scaled to [-1, 1];
+    - ``objective`` (1): the current design's reward objective, higher is better, in units of
+      ``objective_scale``, clipped to ``[-feature_clip, feature_clip]``;
+    - ``violations`` (one per constraint, in ``problem.violation_names`` order), clipped to
+      ``[0, feature_clip]``;
+    - ``time_left`` (1): fraction of the episode's steps still to take, in [0, 1].
+
+    With ``observation_layout="dict"`` the same parts as a ``Dict`` space under those keys.
+
+    ## Rewards
+    ``reward = objective_improvement - sum_i weight_i * violation_i`` where
+    ``objective_improvement`` is the change of the reward objective (in units of
+    ``objective_scale``) from the previous design to the new one; the first "previous" design is
+    the one decoded from the starting latent. Each part is in ``info["reward_parts"]``
+    (``"objective_improvement"`` and ``"penalty/<constraint>"``, penalties negative) and the parts
+    add up to the reward. ``info`` also holds ``"objectives"``, ``"violations"``, ``"feasible"``
+    and ``"conditions"``.
+
+    ## Starting State
+    Conditions are drawn from the conditions space with the env's seeded generator, or fixed by
+    ``reset(options={"conditions": {...}})`` (keys left out are drawn) or by the ``conditions``
+    argument. The latent starts at zero (``initial_latent="zeros"``, the prior's mean), at a
+    draw from the prior clipped to the bound (``"random"``), or at ``options={"latent": z}``.
+
+    ## Episode End
+    Direct: after one step. Delta: after ``episode_length`` steps; this ends the episode as
+    ``terminated`` because the horizon is part of the task and ``time_left`` is observed.
+
+    ## Arguments
+    Args:
+        problem: the :class:`Problem`, or the name of a registered problem.
+        generator: the :class:`Generator`, or the name of a shipped one.
+        action_mode: ``"direct"`` or ``"delta"``.
+        episode_length: steps per episode in delta mode (direct mode is always 1).
+        step_size: largest latent move per step in delta mode, as a fraction of ``latent_bound``.
+        latent_bound: latents are kept in ``[-latent_bound, latent_bound]`` (3 = three prior sigmas).
+        initial_latent: ``"zeros"`` or ``"random"``.
+        observation_layout: ``"flat"`` or ``"dict"``.
+        violation_weights: weight per constraint (a number applies to all); defaults to the
+            problem's ``default_violation_weights``, or 1.
+        objective_scale: divides the objective in rewards; defaults to the problem's.
+        conditions: fixed conditions for every episode (a partial dict fixes only those keys).
+        feature_clip: bound of the objective and violation features in observations.
+        render_mode: ``None`` or ``"rgb_array"``.
+        device: where the generator runs: ``None``/``"auto"`` (CUDA when present), ``"cpu"``,
+            ``"cuda"``. Only used when ``generator`` is a name.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        problem: Problem | str,
+        generator: Generator | str,
+        *,
+        action_mode: ActionMode = "direct",
+        episode_length: int = 16,
+        step_size: float = 0.2,
+        latent_bound: float = 3.0,
+        initial_latent: Literal["zeros", "random"] = "zeros",
+        observation_layout: ObservationLayout = "flat",
+        violation_weights: Mapping[str, float] | float | None = None,
+        objective_scale: float | None = None,
+        conditions: Mapping[str, Any] | None = None,
+        feature_clip: float = 100.0,
+        render_mode: str | None = None,
+        device: str | None = None,
+    ) -> None:
+        from designgym.envs.registration import make_problem
+        from designgym.generators import load
+
+        self.problem = make_problem(problem) if isinstance(problem, str) else problem
+        self.generator = load(generator, device=device) if isinstance(generator, str) else generator
+        _check_choice("action_mode", action_mode, ("direct", "delta"))
+        _check_choice("initial_latent", initial_latent, ("zeros", "random"))
+        _check_choice("observation_layout", observation_layout, ("flat", "dict"))
+        if render_mode is not None:
+            _check_choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
+        if tuple(self.generator.design_shape) != tuple(self.problem.design_space.shape):
+            raise ValueError(
+                f"generator {self.generator.name or type(self.generator).__name__} makes designs of shape "
+                f"{tuple(self.generator.design_shape)}, but problem {self.problem.name} expects "
+                f"{self.problem.design_space.shape}; pick a generator trained for this problem"
+            )
+        if episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        if not 0 < step_size <= 2:
+            raise ValueError(f"step_size must be in (0, 2], got {step_size}")
+        if latent_bound <= 0:
+            raise ValueError(f"latent_bound must be > 0, got {latent_bound}")
+
+        self.action_mode: ActionMode = action_mode
+        self.episode_length = 1 if action_mode == "direct" else int(episode_length)
+        self.step_size = float(step_size)
+        self.latent_bound = float(latent_bound)
+        self.initial_latent = initial_latent
+        self.observation_layout = observation_layout
+        self.objective_scale = float(objective_scale or self.problem.objective.scale)
+        self.feature_clip = float(feature_clip)
+        self.violation_weights = self._resolve_weights(violation_weights)
+        self.fixed_conditions = dict(conditions) if conditions else {}
+        self._check_partial_conditions(self.fixed_conditions)
+        self.render_mode = render_mode
+
+        d = self.generator.latent_dim
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(d,), dtype=np.float32)
+        parts = self._observation_parts()
+        if observation_layout == "dict":
+            self.observation_space = spaces.Dict(
+                {k: spaces.Box(lo, hi, dtype=np.float32) for k, (lo, hi) in parts.items()}
+            )
+        else:
+            low = np.concatenate([lo for lo, _ in parts.values()])
+            high = np.concatenate([hi for _, hi in parts.values()])
+            self.observation_space = spaces.Box(low, high, dtype=np.float32)
+
+        self.latent = np.zeros(d, dtype=np.float32)
+        self.design: np.ndarray | None = None
+        self.conditions: Conditions = {}
+        self.evaluation: Evaluation | None = None
+        self._score = 0.0
+        self._t = 0
+        self._done = True
+
+    # -- gymnasium API ------------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"conditions", "latent"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; the options are 'conditions' and 'latent'")
+        given = {**self.fixed_conditions, **dict(options.get("conditions") or {})}
+        self._check_partial_conditions(given)
+        drawn = self.problem.sample_conditions(self.np_random)
+        self.conditions = self.problem.check_conditions({**drawn, **given})
+
+        if options.get("latent") is not None:
+            latent = np.asarray(options["latent"], dtype=np.float32)
+            if latent.shape != self.action_space.shape or not np.all(np.isfinite(latent)):
+                raise ValueError(
+                    f"reset option 'latent' must be a finite vector of shape {self.action_space.shape}, "
+                    f"got shape {latent.shape}"
+                )
+            self.latent = np.clip(latent, -self.latent_bound, self.latent_bound)
+        elif self.initial_latent == "random":
+            draw = self.np_random.standard_normal(self.generator.latent_dim)
+            self.latent = np.clip(draw, -self.latent_bound, self.latent_bound).astype(np.float32)
+        else:
+            self.latent = np.zeros(self.generator.latent_dim, dtype=np.float32)
+
+        self._t = 0
+        self._done = False
+        self._decode_and_evaluate()
+        self._score = self._score_of(self.evaluation)
+        return self._observation(), self._info(reward_parts=None)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise RuntimeError("the episode is over (or never started): call reset() before step()")
+        action = self._check_action(action)
+        if self.action_mode == "direct":
+            self.latent = (action * self.latent_bound).astype(np.float32)
+        else:
+            moved = self.latent + action * (self.step_size * self.latent_bound)
+            self.latent = np.clip(moved, -self.latent_bound, self.latent_bound).astype(np.float32)
+        self._t += 1
+        self._decode_and_evaluate()
+
+        score = self._score_of(self.evaluation)
+        parts = {"objective_improvement": score - self._score}
+        for name in self.problem.violation_names:
+            parts[f"penalty/{name}"] = -self.violation_weights[name] * self.evaluation.violations[name]
+        self._score = score
+        reward = float(sum(parts.values()))
+        terminated = self._t >= self.episode_length
+        self._done = terminated
+        return self._observation(), reward, terminated, False, self._info(reward_parts=parts)
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
+            return None
+        if self.design is None:
+            raise RuntimeError("nothing to render yet: call reset() first")
+        return self.problem.render(self.design, self.conditions)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _decode_and_evaluate(self) -> None:
+        self.design = self.generator.decode_numpy(self.latent[None, :])[0]
+        self.evaluation = self.problem.evaluate(self.design, self.conditions)
+
+    def _check_action(self, action: Any) -> np.ndarray:
+        try:
+            array = np.asarray(action, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the action must be a number array of shape {self.action_space.shape}") from exc
+        if array.shape != self.action_space.shape:
+            raise ValueError(
+                f"the action must have shape {self.action_space.shape} (one entry per latent dimension), "
+                f"got {array.shape}"
+            )
+        if not np.all(np.isfinite(array)):
+            bad = np.flatnonzero(~np.isfinite(array)).tolist()
+            raise ValueError(f"the action holds NaN or infinite values at indices {bad}")
+        return np.clip(array, -1.0, 1.0)
+
+    def _observation_parts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        d, c = self.generator.latent_dim, self.problem.conditions_dim
+        k, clip = len(self.problem.violation_names), self.feature_clip
+
+        def box(n: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+            return np.full(n, lo, np.float32), np.full(n, hi, np.float32)
+
+        return {
+            "latent": box(d, -1.0, 1.0),
+            "conditions": box(c, -1.0, 1.0),
+            "objective": box(1, -clip, clip),
+            "violations": box(k, 0.0, clip),
+            "time_left": box(1, 0.0, 1.0),
+        }
+
+    def _observation(self) -> Any:
+        assert self.evaluation is not None
+        clip = self.feature_clip
+        violations = np.array([self.evaluation.violations[n] for n in self.problem.violation_names])
+        values = {
+            "latent": self.latent / self.latent_bound,
+            "conditions": self.problem.conditions_vector(self.conditions),
+            "objective": np.array([np.clip(self._score, -clip, clip)]),
+            "violations": np.clip(violations, 0.0, clip),
+            "time_left": np.array([1.0 - self._t / self.episode_length]),
+        }
+        values = {k: np.clip(v, -1.0, 1.0) if k in ("latent", "conditions") else v for k, v in values.items()}
+        if self.observation_layout == "dict":
+            return {k: v.astype(np.float32) for k, v in values.items()}
+        return np.concatenate([v.astype(np.float32).ravel() for v in values.values()])
+
+    def _score_of(self, evaluation: Evaluation) -> float:
+        """The reward objective, higher is better, in units of ``objective_scale``."""
+        spec = self.problem.objective
+        return spec.score(evaluation.objectives) * spec.scale / self.objective_scale
+
+    def _info(self, reward_parts: dict[str, float] | None) -> dict[str, Any]:
+        assert self.evaluation is not None
+        info: dict[str, Any] = {
+            "objectives": dict(self.evaluation.objectives),
+            "violations": dict(self.evaluation.violations),
+            "feasible": self.evaluation.feasible,
+            "conditions": dict(self.conditions),
+        }
+        if reward_parts is not None:
+            info["reward_parts"] = reward_parts
+        return info
+
+    def _resolve_weights(self, weights: Mapping[str, float] | float | None) -> dict[str, float]:
+        names = self.problem.violation_names
+        defaults = dict(getattr(self.problem, "default_violation_weights", {}) or {})
+        if weights is None:
+            resolved = {n: float(defaults.get(n, 1.0)) for n in names}
+        elif isinstance(weights, (int, float)):
+            resolved = {n: float(weights) for n in names}
+        else:
+            unknown = sorted(set(weights) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"violation_weights names unknown constraint(s) {unknown}; "
+                    f"problem {self.problem.name} has {list(names)}"
+                )
+            resolved = {n: float(weights.get(n, defaults.get(n, 1.0))) for n in names}
+        negative = [n for n, w in resolved.items() if not np.isfinite(w) or w < 0]
+        if negative:
+            raise ValueError(f"violation weights must be finite and >= 0; bad: {negative}")
+        return resolved
+
+    def _check_partial_conditions(self, conditions: Mapping[str, Any]) -> None:
+        if not isinstance(conditions, Mapping):
+            raise ValueError(f"conditions must be a dict, got {type(conditions).__name__}")
+        full = {**self.problem.default_conditions(), **conditions}
+        self.problem.check_conditions(full)
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")

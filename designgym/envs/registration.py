@@ -1,0 +1,216 @@
+"""Registering design problems and design environments, and finding them again by name.
+
+Environments are registered with Gymnasium (so ``gymnasium.make`` works) and also kept in a small
+catalogue of our own that carries a one-line description for ``designgym envs``. Third-party
+packages publish environments through the ``designgym.envs`` entry-point group: each entry point
+names a callable (called with no arguments) or a module (imported) that registers its envs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import gymnasium as gym
+
+from designgym.envs.problem import Problem
+from designgym.generators.base import Generator
+
+ENTRY_POINT_GROUP = "designgym.envs"
+NAMESPACE = "designgym"
+
+ProblemFactory = Callable[..., Problem]
+
+
+@dataclass(frozen=True)
+class DesignEnvSpec:
+    """What designgym knows of a registered design environment."""
+
+    id: str
+    description: str
+    problem: Problem | ProblemFactory | str
+    generator: Generator | Callable[[], Generator] | str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    source: str = "designgym"
+
+
+class UnknownNameError(KeyError):
+    """No env, problem or generator by that name; the message suggests close names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+_PROBLEMS: dict[str, ProblemFactory] = {}
+_ENVS: dict[str, DesignEnvSpec] = {}
+_PLUGIN_ERRORS: dict[str, str] = {}
+
+
+def register_problem(name: str, factory: ProblemFactory) -> None:
+    """Make ``make_problem(name)`` build a problem with ``factory(**kwargs)``."""
+    _PROBLEMS[name] = factory
+
+
+def make_problem(name: str | Problem, **kwargs: Any) -> Problem:
+    """A new :class:`Problem` by problem name (``"extrusion"``) or by env id.
+
+    For an env id the problem is built as that environment builds it, so
+    ``make_problem("designgym/Extrusion-v0")`` equals ``gymnasium.make(...).unwrapped.problem``.
+    """
+    if isinstance(name, Problem):
+        return name
+    if name in _PROBLEMS:
+        return _PROBLEMS[name](**kwargs)
+    env_id = _lookup_env_id(name)
+    if env_id is not None:
+        return _build_problem(_ENVS[env_id].problem, kwargs)
+    raise UnknownNameError(_unknown_message("problem", name, list(_PROBLEMS) + list(_ENVS)))
+
+
+def register_design_env(
+    id: str,
+    problem: Problem | ProblemFactory | str,
+    generator: Generator | Callable[[], Generator] | str,
+    *,
+    description: str = "",
+    source: str = "user",
+    **env_kwargs: Any,
+) -> str:
+    """Register a design environment with Gymnasium and with ``designgym envs`` in one call.
+
+    Args:
+        id: ``"namespace/Name-vN"``, for example ``"mylab/Bracket-v0"``.
+        problem: a :class:`Problem`, a factory returning one (such as the class itself), or the
+            name of a registered problem.
+        generator: a :class:`Generator`, a factory returning one, or a shipped generator's name.
+        description: one line for ``designgym envs``.
+        source: who registered it (the plugin's distribution name for entry-point plugins).
+        **env_kwargs: defaults for :class:`LatentDesignEnv` (``action_mode``, ``episode_length``,
+            ``violation_weights``, ...); ``gymnasium.make(id, **overrides)`` can override them.
+
+    Returns:
+        The id, for ``gymnasium.make``.
+    """
+    if not isinstance(id, str) or "/" not in id or not id.split("/")[-1]:
+        raise ValueError(f"env id must look like 'namespace/Name-v0', got {id!r}")
+    if not isinstance(problem, (Problem, str)) and not callable(problem):
+        raise TypeError(f"problem must be a Problem, a factory or a registered name, got {type(problem).__name__}")
+    if not isinstance(generator, (Generator, str)) and not callable(generator):
+        raise TypeError(
+            f"generator must be a Generator, a factory or a shipped name, got {type(generator).__name__}"
+        )
+    if id in gym.registry:
+        warnings.warn(f"design env {id!r} was already registered; the new registration replaces it", stacklevel=2)
+        del gym.registry[id]
+    _ENVS[id] = DesignEnvSpec(id, description, problem, generator, dict(env_kwargs), source)
+    gym.register(id=id, entry_point=_make_env, kwargs={"design_env_id": id, **env_kwargs})
+    return id
+
+
+def list_envs() -> list[str]:
+    """Ids of every registered design environment: built-in, plugins and the user's own."""
+    load_plugins()
+    return sorted(_ENVS)
+
+
+def env_specs() -> list[DesignEnvSpec]:
+    """The registered design environments with their descriptions, sorted by id."""
+    load_plugins()
+    return [_ENVS[k] for k in sorted(_ENVS)]
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The full registered id for ``env_id`` (``"Extrusion-v0"`` finds ``"designgym/Extrusion-v0"``).
+
+    Raises:
+        UnknownNameError: (a ``KeyError``) with the closest registered ids, when there is no such env.
+    """
+    load_plugins()
+    found = _lookup_env_id(env_id)
+    if found is None:
+        raise UnknownNameError(_unknown_message("env", env_id, list(_ENVS)))
+    return found
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` for design envs, accepting short ids and suggesting close ones."""
+    return gym.make(resolve_env_id(env_id), **kwargs)
+
+
+_plugins_loaded = False
+
+
+def load_plugins(force: bool = False) -> dict[str, str]:
+    """Load every ``designgym.envs`` entry point once; return the ones that failed, with why.
+
+    A broken plugin is reported with a warning and skipped: it must not stop designgym importing.
+    """
+    global _plugins_loaded
+    if _plugins_loaded and not force:
+        return dict(_PLUGIN_ERRORS)
+    _plugins_loaded = True
+    _PLUGIN_ERRORS.clear()
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(entry.dist, "name", None) or entry.value
+        try:
+            loaded = entry.load()
+            before = set(_ENVS)
+            if callable(loaded):
+                loaded()
+            for new_id in set(_ENVS) - before:
+                spec = _ENVS[new_id]
+                _ENVS[new_id] = DesignEnvSpec(
+                    spec.id, spec.description, spec.problem, spec.generator, spec.kwargs, dist
+                )
+        except Exception as exc:  # a plugin may fail in any way; say which one and go on
+            _PLUGIN_ERRORS[entry.name] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"designgym plugin {entry.name!r} ({entry.value}) failed to load and was skipped: "
+                f"{type(exc).__name__}: {exc}",
+                stacklevel=2,
+            )
+    return dict(_PLUGIN_ERRORS)
+
+
+# -- internals -------------------------------------------------------------------------------
+
+
+def _make_env(design_env_id: str, **overrides: Any) -> gym.Env:
+    from designgym.envs.latent_env import LatentDesignEnv
+
+    spec = _ENVS[design_env_id]
+    problem = _build_problem(spec.problem, {})
+    generator = spec.generator
+    if callable(generator) and not isinstance(generator, (Generator, str)):
+        generator = generator()
+    return LatentDesignEnv(problem, generator, **overrides)
+
+
+def _build_problem(problem: Problem | ProblemFactory | str, kwargs: dict[str, Any]) -> Problem:
+    if isinstance(problem, Problem):
+        return problem
+    if isinstance(problem, str):
+        return make_problem(problem, **kwargs)
+    return problem(**kwargs)
+
+
+def _lookup_env_id(env_id: str) -> str | None:
+    if env_id in _ENVS:
+        return env_id
+    if "/" not in env_id and f"{NAMESPACE}/{env_id}" in _ENVS:
+        return f"{NAMESPACE}/{env_id}"
+    return None
+
+
+def _unknown_message(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    if not close and "/" not in name:
+        short = {k.split("/")[-1]: k for k in known}
+        close = [short[m] for m in difflib.get_close_matches(name, list(short), n=3, cutoff=0.5)]
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    listing = " Run `designgym envs` to list them." if kind == "env" else ""
+    return f"unknown {kind} {name!r}{hint}{listing}"
