@@ -1,0 +1,3 @@
+from designgym.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""PNG pictures of runs: a grid of designs and a learning curve."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def save_design_grid(
+    path: Path, images: Sequence[np.ndarray], captions: Sequence[str], title: str = "", columns: int = 4
+) -> Path:
+    """Save RGB design pictures side by side with a caption under each."""
+    n = len(images)
+    if n == 0:
+        raise ValueError("no designs to draw")
+    cols = min(columns, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, captions, strict=False):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(caption, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def read_monitor(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Episode returns and lengths from every SB3 ``*.monitor.csv`` in ``folder``, in time order."""
+    rows = []
+    for file in sorted(Path(folder).glob("*monitor.csv")):
+        lines = file.read_text().splitlines()[2:]  # a JSON comment line, then the header r,l,t,...
+        for line in lines:
+            ret, length, t = line.split(",")[:3]
+            rows.append((float(t), float(ret), int(length)))
+    rows.sort()
+    returns = np.array([r for _, r, _ in rows], dtype=np.float64)
+    lengths = np.array([n for _, _, n in rows], dtype=np.int64)
+    return returns, lengths
+
+
+def save_learning_curve(
+    path: Path, monitor_dir: Path, random_return: float | None = None, title: str = "", window: int = 100
+) -> Path:
+    """Episode return against environment steps (a moving average), from SB3 monitor files."""
+    returns, lengths = read_monitor(monitor_dir)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    if len(returns):
+        steps = np.cumsum(lengths)
+        w = max(1, min(window, len(returns) // 5 or 1))
+        smooth = np.convolve(returns, np.ones(w) / w, mode="valid")
+        ax.plot(steps, returns, ".", ms=2, alpha=0.25, color="tab:blue", label="episode return")
+        ax.plot(steps[w - 1 :], smooth, color="tab:blue", label=f"mean of {w} episodes")
+    if random_return is not None:
+        ax.axhline(random_return, color="tab:red", ls="--", label="random policy")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

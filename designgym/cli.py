@@ -1,0 +1,189 @@
+"""The ``designgym`` command.
+
+    designgym envs                         list the registered design environments
+    designgym train --env ID --algo ppo    train an agent into a run folder
+    designgym evaluate --env ID --design FILE --conditions JSON
+                                           objectives and violations of any design file
+
+Add ``--json`` to print what a script would read as JSON, ``--debug`` for full tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _parse_value(text: str) -> Any:
+    """``key=value`` values are read as YAML, so numbers, lists and dicts come out typed."""
+    return yaml.safe_load(text)
+
+
+def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} takes key=value pairs, got {pair!r}")
+        out[key] = _parse_value(value)
+    return out
+
+
+def _json_arg(text: str, what: str) -> Any:
+    """A JSON literal, or the path of a JSON file."""
+    path = Path(text)
+    if not text.lstrip().startswith(("{", "[")) and path.exists():
+        text = path.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} must be JSON or a JSON file: {exc}") from None
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from designgym.envs.registration import env_specs, load_plugins
+
+    specs = env_specs()
+    if args.json:
+        rows = [{"id": s.id, "description": s.description, "source": s.source} for s in specs]
+        print(json.dumps({"envs": rows, "plugin_errors": load_plugins()}, indent=2))
+        return 0
+    width = max(len(s.id) for s in specs)
+    for spec in specs:
+        origin = "" if spec.source == "designgym" else f"  [{spec.source}]"
+        print(f"{spec.id:<{width}}  {spec.description}{origin}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from designgym.agents.training import TrainConfig, train
+
+    config = TrainConfig(
+        env=args.env,
+        algo=args.algo,
+        timesteps=args.timesteps,
+        seed=args.seed,
+        n_envs=args.n_envs,
+        device=args.device,
+        hyperparams=_key_values(args.params, "--params"),
+        env_kwargs=_key_values(args.env_kwargs, "--env-kwargs"),
+        out=str(args.out),
+        run_name=args.run_name,
+        eval_episodes=args.eval_episodes,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+    )
+    result = train(config, argv=["designgym", *sys.argv[1:]])
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    m = result.metrics
+    objective = next(k for k in m["trained"] if k.startswith("mean_") and k != "mean_return")
+    print(f"trained {m['algo'].upper()} on {m['env']} for {m['timesteps']} steps in {result.seconds:.0f} s")
+    print(f"  on {m['eval_episodes']} seeded evaluation episodes:")
+    for who in ("trained", "random"):
+        s = m[who]
+        print(
+            f"    {who:<8} mean return {s['mean_return']:8.3f}   feasible {s['feasible_rate']:5.1%}   "
+            f"{objective[5:]} {s[objective]:.3f}"
+        )
+    print(f"results in {result.run_dir}/")
+    print(f"  model           {result.model_path}")
+    print(f"  designs         {result.run_dir / 'designs.png'}")
+    print(f"  learning curve  {result.run_dir / 'learning_curve.png'}")
+    print(f"  tensorboard     tensorboard --logdir {result.run_dir / 'tb'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from designgym.envs.registration import make_problem, resolve_env_id
+
+    problem = make_problem(resolve_env_id(args.env))
+    path = Path(args.design)
+    if not path.exists():
+        raise ValueError(f"design file {path} does not exist")
+    try:
+        design = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path} is not a numpy .npy design file: {exc}") from None
+    conditions = _json_arg(args.conditions, "--conditions") if args.conditions else problem.default_conditions()
+    evaluation = problem.evaluate(design, conditions)
+    result = {
+        "env": args.env,
+        "conditions": problem.check_conditions(conditions),
+        "objectives": evaluation.objectives,
+        "violations": evaluation.violations,
+        "feasible": evaluation.feasible,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        print(f"feasible: {evaluation.feasible}")
+        for group in ("objectives", "violations"):
+            print(f"{group}:")
+            for key, value in result[group].items():
+                print(f"  {key:<16} {value:.6g}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="designgym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("envs", help="list the registered design environments")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("train", help="train an agent on a design environment")
+    p.add_argument("--env", default="designgym/Extrusion-v0", help="env id (default: %(default)s)")
+    p.add_argument("--algo", default="ppo", help="ppo, a2c, sac or td3 (default: %(default)s)")
+    p.add_argument("--timesteps", type=int, default=20_000, help="environment steps (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-envs", type=int, default=4, help="environments stepped together (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE", help="algorithm hyperparameters")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="arguments of the env")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of run folders")
+    p.add_argument("--run-name", default=None, help="run folder name (default: env_algo_seed_time)")
+    p.add_argument("--eval-episodes", type=int, default=32, help="seeded episodes for the final evaluation")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on in a terminal)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="objectives and violations of a design file")
+    p.add_argument("--env", required=True, help="env id whose problem judges the design")
+    p.add_argument("--design", required=True, help=".npy file holding the design array")
+    p.add_argument("--conditions", help="JSON object or JSON file (default: the centre of the conditions space)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("designgym: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, TypeError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
+        if args.debug:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"designgym: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""The designgym command, run as a user runs it: in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import i_beam
+
+
+def designgym(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "designgym", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_envs_lists_every_env_with_a_description():
+    result = designgym("envs")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert any(line.startswith("designgym/Extrusion-v0 ") and "extrudable" in line for line in lines)
+    data = json.loads(designgym("envs", "--json").stdout)
+    rows = {e["id"]: e for e in data["envs"]}
+    assert rows["designgym/Extrusion-v0"]["source"] == "designgym"
+    assert all(e["description"] for e in data["envs"])
+
+
+@pytest.mark.parametrize("command", ["envs", "train", "evaluate"])
+def test_every_command_has_help(command):
+    result = designgym(command, "--help")
+    assert result.returncode == 0 and "usage: designgym" in result.stdout
+
+
+def test_evaluate_prints_metrics_of_a_design_file(tmp_path):
+    beam = i_beam()
+    np.save(tmp_path / "beam.npy", beam)
+    conditions = {"area_fraction": float((beam >= 0.5).mean()), "axis_angle": 0.0, "max_hollows": 0}
+    result = designgym("evaluate", "--env", "Extrusion-v0", "--design", str(tmp_path / "beam.npy"),
+                       "--conditions", json.dumps(conditions), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["feasible"] is True
+    assert data["objectives"]["stiffness"] > 3 and data["objectives"]["shape_factor"] > 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--env", "designgym/Extrusoin-v0"], "unknown env 'designgym/Extrusoin-v0'; did you mean"),
+        (["train", "--algo", "dqn", "--timesteps", "10"], "unknown algorithm 'dqn'; choose one of ppo"),
+        (["train", "--params", "lr"], "--params takes key=value pairs"),
+        (["evaluate", "--env", "Extrusion-v0", "--design", "missing.npy"], "design file missing.npy does not exist"),
+        (["evaluate", "--env", "Extrusion-v0", "--design", "small.npy"], r"must have shape (32, 32)"),
+        (["evaluate", "--env", "Extrusion-v0", "--design", "beam.npy", "--conditions",
+          '{"area_fraction": 0.3, "axis_angle": 400, "max_hollows": 0}'], "'axis_angle' = 400 is outside its range"),
+        (["evaluate", "--env", "Extrusion-v0", "--design", "beam.npy", "--conditions", '{"axis_angle": 4'],
+         "--conditions must be JSON"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_no_traceback(tmp_path, args, message):
+    np.save(tmp_path / "small.npy", np.zeros((8, 8)))
+    np.save(tmp_path / "beam.npy", i_beam())
+    result = designgym(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("designgym: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = designgym("--debug", "train", "--env", "Nope-v0", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_train_writes_a_complete_run_folder_and_never_overwrites_one(tmp_path):
+    args = ["train", "--timesteps", "512", "--n-envs", "2", "--eval-episodes", "4", "--out", str(tmp_path),
+            "--run-name", "tiny", "--json", "--params", "n_steps=128", "batch_size=64"]
+    result = designgym(*args)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    run = tmp_path / "tiny"
+    assert data["run_dir"] == str(run)
+    for name in ("model.zip", "config.json", "command.txt", "metrics.json", "designs.png", "learning_curve.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert len(list((run / "monitor").glob("*.monitor.csv"))) == 2
+    assert list((run / "tb").rglob("events.out.tfevents.*"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["hyperparams"] == {"n_steps": 128, "batch_size": 64} and config["timesteps"] == 512
+    assert "--run-name tiny" in (run / "command.txt").read_text()
+    assert (run / "designs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    before = (run / "model.zip").read_bytes()
+    again = designgym(*args)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert (run / "model.zip").read_bytes() == before

@@ -1,0 +1,31 @@
+"""A PPO agent learns on the quick env: clearly above a random policy on the same seeded conditions."""
+
+import math
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from designgym.agents.training import TrainConfig, train
+
+
+@pytest.mark.slow
+def test_ppo_learns_on_extrusion(tmp_path):
+    config = TrainConfig(
+        env="designgym/Extrusion-v0", algo="ppo", timesteps=12_288, seed=0, n_envs=4, out=str(tmp_path),
+        run_name="learn", eval_episodes=64, device="cpu",
+    )
+    result = train(config)
+    trained, random = result.metrics["trained"], result.metrics["random"]
+    # Random latents pay large penalties (wrong area, loose bits, thin spurs); a learning agent
+    # stops paying most of them. Seen: trained about -1.8, random about -16 (std 20 over 64
+    # episodes, so its standard error is about 2.5); a margin of 8 is three such errors.
+    assert trained["mean_return"] > random["mean_return"] + 8.0
+    assert trained["feasible_rate"] >= random["feasible_rate"]
+
+    events = EventAccumulator(str(next((result.run_dir / "tb").iterdir())))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("rollout/ep_rew_mean", "design/feasible_rate", "design/objective/shape_factor",
+                "design/violation/area_mismatch", "design/reward/objective_improvement"):
+        assert tag in tags, tag
+        assert all(math.isfinite(e.value) for e in events.Scalars(tag))
