@@ -1,0 +1,21 @@
+# The two commands of the README: `make train` and `make test`. Each sets up .venv first when
+# it is missing or pyproject.toml changed (scripts/setup_env.sh: CPU torch when there is no GPU).
+VENV ?= .venv
+STAMP := $(VENV)/.designgym-installed
+
+.PHONY: train test setup clean-venv
+
+train: $(STAMP)
+	$(VENV)/bin/designgym train --env designgym/Extrusion-v0 --algo ppo --timesteps 30000 --run-name quickstart-$$(date +%Y%m%d-%H%M%S)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup_env.sh
+	bash scripts/setup_env.sh $(VENV)
+	touch $(STAMP)
+
+clean-venv:
+	rm -rf $(VENV)

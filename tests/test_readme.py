@@ -1,0 +1,36 @@
+"""The README's examples run as written."""
+
+import re
+from pathlib import Path
+
+import gymnasium as gym
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks(section: str) -> list[str]:
+    text = README.read_text()
+    start = text.index(f"## {section}")
+    end = text.find("\n## ", start + 1)
+    return re.findall(r"```python\n(.*?)```", text[start : end if end > 0 else None], flags=re.S)
+
+
+def test_add_your_own_design_environment_example_runs():
+    blocks = python_blocks("Add your own design environment")
+    assert len(blocks) == 1
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    env = gym.make("mylab/HeatSink-v0")
+    assert env.unwrapped.episode_length == 8
+    _, info = env.reset(seed=1)
+    assert set(info["violations"]) == {"over_area", "thin_fins", "disconnected"}
+
+
+def test_environment_usage_example_runs():
+    (block,) = python_blocks("The environments")
+    exec(compile(block, "README.md", "exec"), {})
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "make test" in ci and "make test" in README.read_text()
