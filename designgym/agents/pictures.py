@@ -60,7 +60,7 @@ def save_learning_curve(
         w = max(1, min(window, len(returns) // 5 or 1))
         smooth = np.convolve(returns, np.ones(w) / w, mode="valid")
         ax.plot(steps, returns, ".", ms=2, alpha=0.25, color="tab:blue", label="episode return")
-        ax.plot(steps[w - 1 :], smooth, color="tab:blue", label=f"mean of {w} episodes")
+        ax.plot(steps[w - 1 :], smooth, color="black", lw=1.5, zorder=3, label=f"mean of {w} episodes")
     if random_return is not None:
         ax.axhline(random_return, color="tab:red", ls="--", label="random policy")
     ax.set_xlabel("environment steps")
