@@ -59,7 +59,8 @@ class Generator(nn.Module, abc.ABC):
         """Decode a batch of latents ``z[B, latent_dim]`` to designs ``[B, *design_shape]`` in ``[0, 1]``.
 
         Numpy input is accepted and moved to the generator's device; the result stays a tensor
-        on that device. Use :meth:`decode_numpy` for numpy out.
+        on that device. Use :meth:`decode_numpy` for numpy out. On CUDA, decoding uses cuDNN's
+        deterministic kernels, so the same latent always gives the same design.
         """
         z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
@@ -70,7 +71,10 @@ class Generator(nn.Module, abc.ABC):
         was_training = self.training
         self.eval()
         try:
-            return self._decode(z)
+            # cuDNN may otherwise pick kernels that sum in a different order from call to call, and
+            # the same seed must give the same design (Gymnasium's seeding contract).
+            with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+                return self._decode(z)
         finally:
             self.train(was_training)
 
