@@ -18,7 +18,6 @@ import shlex
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -104,32 +103,22 @@ class DesignMetricsCallback(BaseCallback):
     """Logs the mean reward parts, objectives, violations and feasible rate of finished episodes.
 
     SB3 logs only the episode return; for design work the parts of the reward are what tell a
-    stuck agent (paying penalties) from a learning one.
+    stuck agent (paying penalties) from a learning one. ``record_mean`` averages every episode
+    that ends between two log dumps, whatever the algorithm's rollout length.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._sums: dict[str, float] = defaultdict(float)
-        self._counts: dict[str, int] = defaultdict(int)
 
     def _on_step(self) -> bool:
         for info, done in zip(self.locals["infos"], self.locals["dones"], strict=True):
             if not done or "objectives" not in info:
                 continue
-            rows = {f"design/objective/{k}": v for k, v in info["objectives"].items()}
-            rows.update({f"design/violation/{k}": v for k, v in info["violations"].items()})
-            rows.update({f"design/reward/{k}": v for k, v in info.get("reward_parts", {}).items()})
-            rows["design/feasible_rate"] = float(info["feasible"])
-            for key, value in rows.items():
-                self._sums[key] += float(value)
-                self._counts[key] += 1
+            for key, value in info["objectives"].items():
+                self.logger.record_mean(f"design/objective/{key}", float(value))
+            for key, value in info["violations"].items():
+                self.logger.record_mean(f"design/violation/{key}", float(value))
+            for key, value in info.get("reward_parts", {}).items():
+                self.logger.record_mean(f"design/reward/{key}", float(value))
+            self.logger.record_mean("design/feasible_rate", float(info["feasible"]))
         return True
-
-    def _on_rollout_end(self) -> None:
-        for key, total in self._sums.items():
-            self.logger.record(key, total / self._counts[key])
-        self._sums.clear()
-        self._counts.clear()
 
 
 def make_model(config: TrainConfig, env: Any, tensorboard_log: str | None) -> BaseAlgorithm:
@@ -150,7 +139,8 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     from designgym.agents.pictures import save_design_grid, save_learning_curve
 
     config.env = resolve_env_id(config.env)
-    if config.algo.lower() not in ALGORITHMS:
+    config.algo = config.algo.lower()
+    if config.algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {config.algo!r}; choose one of {', '.join(ALGORITHMS)}")
     if config.timesteps < 1 or config.n_envs < 1:
         raise ValueError("timesteps and n_envs must be positive")
@@ -173,7 +163,7 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
         total_timesteps=config.timesteps,
         callback=DesignMetricsCallback(),
         progress_bar=config.progress,
-        tb_log_name=config.algo.lower(),
+        tb_log_name=config.algo,
     )
     vec_env.close()
     model_path = run_dir / "model.zip"
@@ -189,7 +179,7 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     )
     metrics = {
         "env": config.env,
-        "algo": config.algo.lower(),
+        "algo": config.algo,
         "timesteps": config.timesteps,
         "eval_episodes": config.eval_episodes,
         "trained": trained["summary"],
@@ -249,7 +239,7 @@ def _caption(info: dict[str, Any], main: str) -> str:
 
 def _new_run_dir(config: TrainConfig) -> Path:
     name = config.run_name or (
-        f"{config.env.split('/')[-1]}_{config.algo.lower()}_s{config.seed}_{datetime.now():%Y%m%d-%H%M%S}"
+        f"{config.env.split('/')[-1]}_{config.algo}_s{config.seed}_{datetime.now():%Y%m%d-%H%M%S}"
     )
     run_dir = Path(config.out) / name
     if run_dir.exists() and any(run_dir.iterdir()):
