@@ -233,7 +233,7 @@ def rollout(env: gym.Env, act: Callable[[Any], np.ndarray], episodes: int, seed:
 def _caption(info: dict[str, Any], main: str) -> str:
     objectives, violations = info["objectives"], info["violations"]
     worst = max(violations, key=violations.get) if violations else ""
-    status = "feasible" if info["feasible"] else f"{worst} {violations[worst]:.2f}"
+    status = "feasible" if info["feasible"] else f"{worst} {violations[worst]:.3g}"
     return f"{main} {objectives[main]:.2f}\n{status}"
 
 
