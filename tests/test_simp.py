@@ -1,5 +1,6 @@
 """SIMP: the classical MBB beam, the volume constraint, and the same optimizer on the textbook FEM."""
 
+import fem_reference
 import numpy as np
 import pytest
 
@@ -46,3 +47,36 @@ def test_bad_settings_are_named(kwargs, message):
     model, force = mbb(6, 3)
     with pytest.raises(ValueError, match=message):
         simp(model, force, **kwargs)
+
+
+class TextbookModel:
+    """The textbook FEM of tests/fem_reference.py behind the interface SIMP uses."""
+
+    def __init__(self, nelx, nely, fixed):
+        self.nelx, self.nely, self.fixed, self.penal = nelx, nely, fixed, 3.0
+        self.ke = fem_reference.element_stiffness(0.3)
+
+    def compliance(self, density, force):
+        return fem_reference.reference_compliance(density, self.fixed, force)
+
+    def compliance_and_sensitivity(self, density, force):
+        u = fem_reference.reference_displacements(density, self.fixed, force)
+        dc = np.zeros_like(density)
+        for r in range(self.nely):
+            for c in range(self.nelx):
+                ue = u[fem_reference.element_global_dofs(self.nely, r, c)]
+                dc[r, c] = -3.0 * density[r, c] ** 2 * (1 - 1e-9) * ue @ self.ke @ ue
+        return float(force @ u), dc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["mbb", "cantilever"])
+def test_simp_on_the_fast_fem_matches_simp_on_the_textbook_fem(case):
+    nelx, nely = 30, 10
+    fixed, force = (fem_reference.mbb_case(nelx, nely) if case == "mbb"
+                    else fem_reference.cantilever_case(nelx, nely, 0.5, 0.0))
+    fast = simp(FEModel(nelx, nely, fixed), force, volfrac=0.5, rmin=1.5, max_iter=40)
+    slow = simp(TextbookModel(nelx, nely, fixed), force, volfrac=0.5, rmin=1.5, max_iter=40)
+    assert fast.iterations == slow.iterations
+    assert fast.compliance == pytest.approx(slow.compliance, rel=0.01)
+    np.testing.assert_allclose(fast.density, slow.density, atol=1e-3)
