@@ -90,3 +90,119 @@ def test_material_at_the_grid_border_is_judged_like_anywhere_else():
     m[0:2, :] = True
     assert thin_feature_fraction(m, 2) == 0.0
     assert thin_feature_fraction(m, 3) == 1.0
+
+
+# -- structural rules: supports, load path, additive manufacturing, member size ------------------
+
+from designgym.envs.manufacturing import (  # noqa: E402
+    disk,
+    floating_fraction,
+    load_path_broken,
+    member_size_violation,
+    overhang_fraction,
+)
+
+
+def left_edge(shape):
+    anchored = np.zeros(shape, dtype=bool)
+    anchored[:, 0] = True
+    return anchored
+
+
+def test_material_hanging_on_nothing_is_floating():
+    m = np.zeros((8, 16), dtype=bool)
+    m[3:5, 0:10] = True  # a bar off the clamped left edge
+    assert floating_fraction(m, left_edge(m.shape)) == 0.0
+    m[0:2, 12:14] = True  # an island
+    assert floating_fraction(m, left_edge(m.shape)) == pytest.approx(4 / 24)
+    # One piece that does not reach the support floats whole, although it is connected.
+    bar = np.zeros((8, 16), dtype=bool)
+    bar[3:5, 4:12] = True
+    assert floating_fraction(bar, left_edge(bar.shape)) == 1.0
+    assert floating_fraction(np.zeros((4, 4), dtype=bool), left_edge((4, 4))) == 1.0
+
+
+def test_load_path_needs_solid_from_load_to_support():
+    m = np.zeros((8, 16), dtype=bool)
+    m[3:5, 0:16] = True
+    loaded = np.zeros_like(m)
+    loaded[4, 15] = True
+    assert load_path_broken(m, left_edge(m.shape), loaded) == 0.0
+    m[:, 8] = False  # cut the bar
+    assert load_path_broken(m, left_edge(m.shape), loaded) == 1.0
+    m[:, 8] = True
+    m[4, 15] = False  # no material under the load
+    m[3, 15] = True
+    assert load_path_broken(m, left_edge(m.shape), loaded) == 1.0
+
+
+def self_supporting():
+    m = np.zeros((10, 10), dtype=bool)
+    for r in range(10):
+        m[r, 0 : 10 - r] = True  # widens upward at exactly 45 degrees
+    return m
+
+
+def test_45_degree_walls_print_and_flat_overhangs_do_not():
+    assert overhang_fraction(self_supporting(), "up") == 0.0
+    tee = np.zeros((10, 10), dtype=bool)
+    tee[5:10, 4:6] = True
+    tee[4, :] = True
+    # Of the 10-cell flange only the 4 cells inside the stem's 45-degree cone print.
+    assert overhang_fraction(tee, "up") == pytest.approx(6 / 20)
+    shallow = np.zeros((10, 10), dtype=bool)
+    for r in range(10):
+        m = min(10, 2 * (10 - r))
+        shallow[r, 0:m] = True  # widens two cells per layer: steeper than 45 degrees of overhang
+    assert overhang_fraction(shallow, "up") > 0
+
+
+@pytest.mark.parametrize("direction, turns", [("up", 0), ("left", 1), ("down", 2), ("right", 3)])
+def test_build_direction_turns_the_rule_with_the_part(direction, turns):
+    tee = np.zeros((10, 10), dtype=bool)
+    tee[5:10, 4:6] = True
+    tee[4, :] = True
+    assert overhang_fraction(np.rot90(tee, -turns), direction) == pytest.approx(6 / 20)
+
+
+def test_unknown_build_direction_is_named():
+    with pytest.raises(ValueError, match="build_direction must be one of up, left, down, right"):
+        overhang_fraction(np.ones((3, 3), dtype=bool), "sideways")
+
+
+def test_thin_strut_and_narrow_gap_break_the_member_size():
+    from scipy import ndimage
+
+    box = np.zeros((20, 20), dtype=bool)
+    box[5:15, 2:18] = True
+    # A disk cannot reach into a square corner, so sharp corners count (3 cells each at r = 2) ...
+    assert member_size_violation(box, 2) == pytest.approx(12 / box.sum())
+    # ... and the same block with corners rounded to r_min meets the rule exactly.
+    rounded = ndimage.binary_opening(box, structure=disk(2))
+    assert member_size_violation(rounded, 2) == 0.0
+    strut = rounded.copy()
+    strut[0:5, 9] = True  # a 1-cell strut on top
+    assert member_size_violation(strut, 2) >= 5 / strut.sum()
+    # Two blocks that each meet the rule, one cell apart: the gap is too narrow and the closing fills it.
+    block = np.zeros((20, 20), dtype=bool)
+    block[5:15, 1:9] = True
+    block = ndimage.binary_opening(block, structure=disk(2))
+    pair = block | np.roll(block, 9, axis=1)
+    assert member_size_violation(block, 2) == 0.0 and member_size_violation(np.roll(block, 9, axis=1), 2) == 0.0
+    # The closing fills the 4 middle cells of the 6-cell slit (at its ends the disk leaves the rounded blocks).
+    assert member_size_violation(pair, 2) == pytest.approx(4 / pair.sum())
+    assert member_size_violation(rounded, 4) > 0  # at a larger radius the 10-cell-thick block's ends are too sharp
+    assert disk(1).sum() == 5 and disk(2).sum() == 13
+
+
+def test_asymmetric_material_is_counted_across_the_chosen_line():
+    from designgym.envs.manufacturing import asymmetry
+
+    m = np.zeros((6, 8), dtype=bool)
+    m[2:4, 1:7] = True
+    assert asymmetry(m, "vertical") == 0.0 and asymmetry(m, "horizontal") == 0.0
+    m[0, 0] = True  # one cell with no mirror on either side
+    assert asymmetry(m, "vertical") == pytest.approx(1 / 13)
+    assert asymmetry(m, "horizontal") == pytest.approx(1 / 13)
+    with pytest.raises(ValueError, match="axis must be"):
+        asymmetry(m, "diagonal")

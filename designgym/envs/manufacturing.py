@@ -65,3 +65,96 @@ def thin_feature_fraction(mask: np.ndarray, min_width: int) -> float:
         return 0.0
     opened = ndimage.binary_opening(mask, structure=np.ones((min_width, min_width), dtype=bool))
     return float(np.count_nonzero(mask & ~opened)) / total
+
+
+def floating_fraction(mask: np.ndarray, anchored: np.ndarray) -> float:
+    """Fraction of the solid not joined through solid to any ``anchored`` cell; 1.0 for an empty design.
+
+    ``anchored`` marks the cells that touch a support. Material that hangs on nothing carries no load
+    and, once printed or cast, simply falls off.
+    """
+    total = int(mask.sum())
+    if total == 0:
+        return 1.0
+    labels, _ = ndimage.label(mask, structure=SOLID_CONNECTIVITY)
+    held = np.unique(labels[anchored & mask])
+    held = held[held > 0]
+    return float(total - np.count_nonzero(np.isin(labels, held))) / total
+
+
+def load_path_broken(mask: np.ndarray, anchored: np.ndarray, loaded: np.ndarray) -> float:
+    """1.0 when no solid ``loaded`` cell is joined through solid to an ``anchored`` cell, else 0.0."""
+    labels, _ = ndimage.label(mask, structure=SOLID_CONNECTIVITY)
+    at_load = set(np.unique(labels[loaded & mask]).tolist()) - {0}
+    at_support = set(np.unique(labels[anchored & mask]).tolist()) - {0}
+    return 0.0 if at_load & at_support else 1.0
+
+
+_BUILD_TURNS = {"up": 0, "left": 1, "down": 2, "right": 3}
+
+
+def overhang_fraction(mask: np.ndarray, build_direction: str = "up") -> float:
+    """Fraction of the solid that cannot be printed layer by layer with a 45-degree overhang limit.
+
+    The part is built along ``build_direction`` (``"up"``: the baseplate under the bottom row). A
+    cell prints when it lies on the baseplate or when one of the three cells under it in the
+    previous layer (straight below or diagonally below, the 45-degree cone) printed; anything else
+    would be deposited on air. This is the exact grid rule behind Langelaar's AM filter.
+    """
+    if build_direction not in _BUILD_TURNS:
+        raise ValueError(f"build_direction must be one of {', '.join(_BUILD_TURNS)}, got {build_direction!r}")
+    total = int(mask.sum())
+    if total == 0:
+        return 0.0
+    grid = np.rot90(mask, _BUILD_TURNS[build_direction])  # build now runs from the bottom row up
+    printed = np.zeros_like(grid, dtype=bool)
+    printed[-1] = grid[-1]
+    for row in range(grid.shape[0] - 2, -1, -1):
+        below = printed[row + 1]
+        cone = below.copy()
+        cone[1:] |= below[:-1]
+        cone[:-1] |= below[1:]
+        printed[row] = grid[row] & cone
+    return float(total - np.count_nonzero(printed)) / total
+
+
+def disk(radius: float) -> np.ndarray:
+    """Boolean disk of the given radius in cells, as a structuring element."""
+    reach = int(np.floor(radius))
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    return (xx * xx + yy * yy) <= radius * radius + 1e-9
+
+
+def member_size_violation(mask: np.ndarray, r_min: float) -> float:
+    """Area changed by an opening and a closing with a disk of radius ``r_min``, over the solid area.
+
+    The opening removes members thinner than about ``2 r_min``; the closing fills gaps and holes
+    narrower than that. Both are zero for a design that respects the minimum member and gap size.
+    Outside the grid counts as void; 1.0 for an empty design.
+    """
+    total = int(mask.sum())
+    if total == 0:
+        return 1.0
+    if r_min < 1:
+        return 0.0
+    element = disk(r_min)
+    pad = element.shape[0]
+    padded = np.pad(mask, pad)
+    opened = ndimage.binary_opening(padded, structure=element)
+    closed = ndimage.binary_closing(padded, structure=element)
+    changed = np.count_nonzero(padded & ~opened) + np.count_nonzero(closed & ~padded)
+    return float(changed) / total
+
+
+def asymmetry(mask: np.ndarray, axis: str = "vertical") -> float:
+    """Fraction of the solid whose mirror image across the grid's centre line is void.
+
+    ``"vertical"`` mirrors left and right (a vertical symmetry line), ``"horizontal"`` top and bottom.
+    """
+    if axis not in ("vertical", "horizontal"):
+        raise ValueError(f"axis must be 'vertical' or 'horizontal', got {axis!r}")
+    total = int(mask.sum())
+    if total == 0:
+        return 0.0
+    mirrored = mask[:, ::-1] if axis == "vertical" else mask[::-1, :]
+    return float(np.count_nonzero(mask & ~mirrored)) / total
