@@ -14,8 +14,11 @@ from designgym.envs.registration import (
     register_problem,
     resolve_env_id,
 )
+from designgym.envs.structures.problems import MBB, Cantilever
 
 __all__ = [
+    "MBB",
+    "Cantilever",
     "Evaluation",
     "Extrusion",
     "LatentDesignEnv",
@@ -36,6 +39,8 @@ __all__ = [
 
 def _register_builtin() -> None:
     register_problem("extrusion", Extrusion)
+    register_problem("cantilever", Cantilever)
+    register_problem("mbb", MBB)
     register_design_env(
         "designgym/Extrusion-v0",
         problem="extrusion",

@@ -1,0 +1,225 @@
+"""Structural compliance problems: a clamped cantilever and the MBB half-beam.
+
+A design is a density grid ``(nely, nelx)``, row 0 at the top. It is judged as it would be made:
+cells at or above 0.5 are solid (E = 1), the rest void (E = 1e-9). Conventions of the FEM are in
+:mod:`designgym.envs.structures.fem`.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from designgym.envs.manufacturing import floating_fraction, load_path_broken, solid_mask
+from designgym.envs.problem import Conditions, ObjectiveSpec, Problem
+from designgym.envs.structures.fem import FEModel, node_id
+from designgym.envs.structures.simp import simp
+
+
+class PointLoadStructure(Problem):
+    """Shared machinery: one FE mesh, one unit point load, compliance against a uniform reference.
+
+    The reward objective is ``log_stiffness_gain = log(c_uniform / c)``: how many times stiffer the
+    design is than the uniform grey field of the target volume (``E = volfrac**3`` everywhere) under
+    the same load. It is comparable across load cases, where compliance itself spans decades.
+    Subclasses say where the supports and the load are.
+    """
+
+    violation_names = ("volume_excess", "floating_material", "load_path")
+
+    def __init__(self, nelx: int, nely: int, rmin: float = 1.5) -> None:
+        if nelx < 4 or nely < 2:
+            raise ValueError(f"a structure needs at least 4 x 2 elements, got {nelx} x {nely}")
+        self.nelx, self.nely, self.rmin = int(nelx), int(nely), float(rmin)
+        self.design_space = spaces.Box(0.0, 1.0, shape=(self.nely, self.nelx), dtype=np.float32)
+        self.model = FEModel(self.nelx, self.nely, self._fixed_dofs())
+        self.objective = ObjectiveSpec("log_stiffness_gain", sense="max", scale=1.0)
+        # One unit of penalty: 10 % of the volume over target, 10 % of the material floating, or a load
+        # that reaches no support; a unit of reward is a factor e in stiffness.
+        self.default_violation_weights = {"volume_excess": 10.0, "floating_material": 10.0, "load_path": 2.0}
+        self._flexibility: dict[int, np.ndarray] = {}
+
+    # -- what a subclass says -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _fixed_dofs(self) -> np.ndarray:
+        """The supported DOFs."""
+
+    @abc.abstractmethod
+    def _load(self, conditions: Conditions) -> tuple[int, np.ndarray]:
+        """The loaded node and its force ``(f_x, f_y)`` with y positive up."""
+
+    @abc.abstractmethod
+    def _anchored_cells(self) -> np.ndarray:
+        """Elements that touch a support: material joined to them is held."""
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def force_vector(self, conditions: Mapping[str, Any]) -> np.ndarray:
+        node, components = self._load(self.check_conditions(conditions))
+        force = np.zeros(self.model.ndof)
+        force[2 * node : 2 * node + 2] = components
+        return force
+
+    def loaded_cells(self, node: int) -> np.ndarray:
+        """Elements that share the loaded node."""
+        col, row = divmod(node, self.nely + 1)
+        cells = np.zeros((self.nely, self.nelx), dtype=bool)
+        cells[max(row - 1, 0) : min(row + 1, self.nely), max(col - 1, 0) : min(col + 1, self.nelx)] = True
+        return cells
+
+    def uniform_compliance(self, conditions: Mapping[str, Any]) -> float:
+        """Compliance of the uniform field of the target volume: the reference of the reward."""
+        conditions = self.check_conditions(conditions)
+        node, components = self._load(conditions)
+        if node not in self._flexibility:
+            # Compliance is quadratic in the force, so a 2x2 flexibility of the solid mesh at the node
+            # serves every angle; a uniform field of modulus E is 1/E as compliant as the solid one.
+            solid = np.ones((self.nely, self.nelx))
+            unit = np.zeros(self.model.ndof)
+            flex = np.zeros((2, 2))
+            u = []
+            for k in range(2):
+                unit[:] = 0.0
+                unit[2 * node + k] = 1.0
+                u.append(self.model.displacements(solid, unit)[2 * node : 2 * node + 2])
+            flex[:, 0], flex[:, 1] = u[0], u[1]
+            self._flexibility[node] = flex
+        modulus = self.model.emin + conditions["volfrac"] ** self.model.penal * (1 - self.model.emin)
+        return float(components @ self._flexibility[node] @ components) / modulus
+
+    def _evaluate(self, design: np.ndarray, conditions: Conditions) -> tuple[dict[str, float], dict[str, float]]:
+        solid = solid_mask(design)
+        node, components = self._load(conditions)
+        force = np.zeros(self.model.ndof)
+        force[2 * node : 2 * node + 2] = components
+        compliance = self.model.compliance(solid.astype(np.float64), force)
+        volume = float(solid.mean())
+        objectives = {
+            "log_stiffness_gain": math.log(self.uniform_compliance(conditions) / compliance),
+            "compliance": compliance,
+            "volume_fraction": volume,
+        }
+        anchored = self._anchored_cells()
+        violations = {
+            "volume_excess": max(0.0, volume - conditions["volfrac"]),
+            "floating_material": floating_fraction(solid, anchored),
+            "load_path": load_path_broken(solid, anchored, self.loaded_cells(node)),
+        }
+        return objectives, violations
+
+    def optimize(self, conditions: Mapping[str, Any], max_iter: int = 200, progress: bool = False) -> np.ndarray:
+        """SIMP with a density filter of radius ``rmin``: the physical density field."""
+        conditions = self.check_conditions(conditions)
+        return simp(self.model, self.force_vector(conditions), conditions["volfrac"], rmin=self.rmin,
+                    max_iter=max_iter, progress=progress).density
+
+    def render(self, design: np.ndarray, conditions: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Solid grey on white; with conditions, the supported cells in blue and the loaded ones in red."""
+        image = super().render(solid_mask(self.check_design(design)).astype(np.float64) * 0.85)
+        if conditions is None:
+            return image
+        node, _ = self._load(self.check_conditions(conditions))
+        px = self.cell_px
+        for cells, colour in ((self._anchored_cells(), (40, 90, 220)), (self.loaded_cells(node), (220, 30, 30))):
+            rows, cols = np.nonzero(cells)
+            for r, c in zip(rows, cols, strict=True):
+                image[r * px : r * px + 2, c * px : (c + 1) * px] = colour  # a bar along the cell's top
+                image[(r + 1) * px - 2 : (r + 1) * px, c * px : (c + 1) * px] = colour
+        return image
+
+
+class Cantilever(PointLoadStructure):
+    """A plate clamped along its whole left edge, loaded at a point of its right edge.
+
+    ## Conditions
+    - ``volfrac`` in [0.3, 0.6]: material allowed, as a fraction of the domain.
+    - ``load_y`` in [0, 1]: height of the load on the right edge (0 = top node, 1 = bottom node,
+      nearest node).
+    - ``load_angle`` in [-60, 60] degrees: 0 = straight down, positive turns toward +x; the force
+      is ``(sin a, -cos a)`` with y positive up.
+
+    ## Objectives
+    ``log_stiffness_gain`` (the reward objective, see :class:`PointLoadStructure`), ``compliance``
+    (``f^T u``), ``volume_fraction``.
+
+    ## Constraints
+    ``volume_excess`` (volume above ``volfrac``), ``floating_material`` (solid not joined to the
+    clamped edge), ``load_path`` (1 when the loaded node is not joined to the clamped edge).
+
+    Args:
+        nelx, nely: elements along x and y (default 64 x 32).
+        rmin: density-filter radius of the SIMP reference.
+    """
+
+    name = "cantilever"
+
+    def __init__(self, nelx: int = 64, nely: int = 32, rmin: float = 1.5) -> None:
+        super().__init__(nelx, nely, rmin)
+        self.conditions_space = spaces.Dict(
+            {
+                "volfrac": spaces.Box(0.3, 0.6, shape=(), dtype=np.float64),
+                "load_y": spaces.Box(0.0, 1.0, shape=(), dtype=np.float64),
+                "load_angle": spaces.Box(-60.0, 60.0, shape=(), dtype=np.float64),
+            }
+        )
+
+    def _fixed_dofs(self) -> np.ndarray:
+        return np.arange(2 * (self.nely + 1))  # every DOF of column 0
+
+    def _load(self, conditions: Conditions) -> tuple[int, np.ndarray]:
+        row = int(round(conditions["load_y"] * self.nely))
+        a = math.radians(conditions["load_angle"])
+        return node_id(self.nely, self.nelx, row), np.array([math.sin(a), -math.cos(a)])
+
+    def _anchored_cells(self) -> np.ndarray:
+        cells = np.zeros((self.nely, self.nelx), dtype=bool)
+        cells[:, 0] = True
+        return cells
+
+
+class MBB(PointLoadStructure):
+    """The MBB half-beam: symmetry on the left edge, a roller at the bottom right, a load on top.
+
+    ## Conditions
+    - ``volfrac`` in [0.3, 0.6].
+    - ``load_x`` in [0, 0.5]: where the downward unit load acts along the top edge, as a fraction
+      of the half-span from the symmetry line (0 = the classical mid-span load).
+
+    ## Objectives and constraints
+    As :class:`Cantilever`; material counts as held when it is joined to the roller's element.
+
+    Args:
+        nelx, nely: elements along x and y (default 60 x 20, the classical example).
+        rmin: density-filter radius of the SIMP reference.
+    """
+
+    name = "mbb"
+
+    def __init__(self, nelx: int = 60, nely: int = 20, rmin: float = 2.4) -> None:
+        super().__init__(nelx, nely, rmin)
+        self.conditions_space = spaces.Dict(
+            {
+                "volfrac": spaces.Box(0.3, 0.6, shape=(), dtype=np.float64),
+                "load_x": spaces.Box(0.0, 0.5, shape=(), dtype=np.float64),
+            }
+        )
+
+    def _fixed_dofs(self) -> np.ndarray:
+        symmetry = np.arange(0, 2 * (self.nely + 1), 2)  # x DOFs of the left edge
+        roller = 2 * node_id(self.nely, self.nelx, self.nely) + 1
+        return np.union1d(symmetry, [roller])
+
+    def _load(self, conditions: Conditions) -> tuple[int, np.ndarray]:
+        col = int(round(conditions["load_x"] * self.nelx))
+        return node_id(self.nely, col, 0), np.array([0.0, -1.0])
+
+    def _anchored_cells(self) -> np.ndarray:
+        cells = np.zeros((self.nely, self.nelx), dtype=bool)
+        cells[-1, -1] = True
+        return cells

@@ -1,0 +1,109 @@
+"""Structural problems: loads and supports where the docs say, rules on planted designs, SIMP as reference."""
+
+import math
+
+import numpy as np
+import pytest
+
+from designgym.envs.structures.fem import node_id
+from designgym.envs.structures.problems import MBB, Cantilever
+
+
+@pytest.fixture(scope="module")
+def cantilever():
+    return Cantilever(32, 16)
+
+
+def test_cantilever_load_follows_the_documented_convention(cantilever):
+    force = cantilever.force_vector({"volfrac": 0.4, "load_y": 1.0, "load_angle": 30.0})
+    node = node_id(16, 32, 16)  # bottom of the right edge
+    assert np.flatnonzero(force).tolist() == [2 * node, 2 * node + 1]
+    assert force[2 * node] == pytest.approx(math.sin(math.radians(30)))
+    assert force[2 * node + 1] == pytest.approx(-math.cos(math.radians(30)))
+    top = cantilever.force_vector({"volfrac": 0.4, "load_y": 0.0, "load_angle": 0.0})
+    assert top[2 * node_id(16, 32, 0) + 1] == -1.0
+
+
+def beam(nely=16, nelx=32, top=6, bottom=10):
+    design = np.zeros((nely, nelx), dtype=np.float32)
+    design[top:bottom, :] = 1.0
+    return design
+
+
+def test_a_solid_beam_meets_every_rule_and_beats_the_grey_field(cantilever):
+    design = beam()
+    conditions = {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0}
+    ev = cantilever.evaluate(design, conditions)
+    assert ev.feasible
+    assert ev.objectives["volume_fraction"] == pytest.approx(0.25)
+    assert ev.objectives["log_stiffness_gain"] == pytest.approx(
+        math.log(cantilever.uniform_compliance(conditions) / ev.objectives["compliance"])
+    )
+
+
+def test_uniform_reference_equals_a_direct_solve(cantilever):
+    conditions = {"volfrac": 0.45, "load_y": 0.25, "load_angle": -40.0}
+    direct = cantilever.model.compliance(np.full((16, 32), 0.45), cantilever.force_vector(conditions))
+    assert cantilever.uniform_compliance(conditions) == pytest.approx(direct, rel=1e-9)
+
+
+@pytest.mark.parametrize("rule", ["volume_excess", "floating_material", "load_path"])
+def test_planted_design_breaks_exactly_its_rule(cantilever, rule):
+    conditions = {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0}
+    design = beam()
+    if rule == "volume_excess":
+        design = beam(top=4, bottom=12)  # half the domain against 0.3
+    elif rule == "floating_material":
+        design[0:2, 10:14] = 1.0  # an island
+    else:  # the beam stops short of the load, but everything hangs on the clamp
+        design[:, 24:] = 0.0
+        conditions = {**conditions, "volfrac": 0.3}
+    ev = cantilever.evaluate(design, conditions)
+    assert {k for k, v in ev.violations.items() if v > 0} == {rule}
+
+
+def test_broken_load_path_gives_a_finite_huge_compliance(cantilever):
+    design = beam()
+    design[:, 20] = 0.0  # cut through: the tip hangs on void
+    ev = cantilever.evaluate(design, {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0})
+    assert ev.violations["load_path"] == 1.0 and ev.violations["floating_material"] > 0
+    assert np.isfinite(ev.objectives["compliance"]) and ev.objectives["compliance"] > 1e6
+    assert ev.objectives["log_stiffness_gain"] < -5
+
+
+@pytest.mark.slow
+def test_simp_reference_is_feasible_and_far_better_than_the_grey_field(cantilever):
+    conditions = {"volfrac": 0.4, "load_y": 0.5, "load_angle": 0.0}
+    density = cantilever.optimize(conditions, max_iter=120)
+    assert density.shape == (16, 32) and density.mean() == pytest.approx(0.4, abs=5e-3)
+    ev = cantilever.evaluate(density, conditions)
+    assert ev.violations["floating_material"] == 0.0 and ev.violations["load_path"] == 0.0
+    assert ev.objectives["log_stiffness_gain"] > 1.0  # several times stiffer than grey
+
+
+def test_mbb_supports_and_load(cantilever):
+    mbb = MBB(30, 10)
+    force = mbb.force_vector({"volfrac": 0.5, "load_x": 0.0})
+    assert np.flatnonzero(force).tolist() == [1] and force[1] == -1.0
+    assert 2 * node_id(10, 30, 10) + 1 in mbb.model.fixed
+    design = np.zeros((10, 30), dtype=np.float32)
+    design[7:10, :] = 1.0  # bottom chord
+    design[0:10, 0:3] = 1.0  # post under the load
+    ev = mbb.evaluate(design, {"volfrac": 0.5, "load_x": 0.0})
+    assert ev.violations["load_path"] == 0.0 and ev.violations["floating_material"] == 0.0
+
+
+def test_render_marks_supports_and_load(cantilever):
+    image = cantilever.render(beam(), {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0})
+    assert image.shape == (16 * 8, 32 * 8, 3)
+    blue = (image[:, :, 2] > 200) & (image[:, :, 0] < 60)
+    red = (image[:, :, 0] > 200) & (image[:, :, 1] < 60)
+    assert blue[:, :8].any() and not blue[:, 8:].any()
+    assert red[:, -16:].any() and not red[:, :-16].any()
+
+
+def test_structural_problems_are_registered_by_name():
+    import designgym
+
+    assert isinstance(designgym.make_problem("cantilever"), Cantilever)
+    assert designgym.make_problem("mbb", nelx=30, nely=10).design_space.shape == (10, 30)
