@@ -64,7 +64,9 @@ class PointLoadStructure(Problem):
     # -- shared ------------------------------------------------------------------------------
 
     def force_vector(self, conditions: Mapping[str, Any]) -> np.ndarray:
-        node, components = self._load(self.check_conditions(conditions))
+        return self._point_force(*self._load(self.check_conditions(conditions)))
+
+    def _point_force(self, node: int, components: np.ndarray) -> np.ndarray:
         force = np.zeros(self.model.ndof)
         force[2 * node : 2 * node + 2] = components
         return force
@@ -84,24 +86,18 @@ class PointLoadStructure(Problem):
             # Compliance is quadratic in the force, so a 2x2 flexibility of the solid mesh at the node
             # serves every angle; a uniform field of modulus E is 1/E as compliant as the solid one.
             solid = np.ones((self.nely, self.nelx))
-            unit = np.zeros(self.model.ndof)
-            flex = np.zeros((2, 2))
-            u = []
-            for k in range(2):
-                unit[:] = 0.0
-                unit[2 * node + k] = 1.0
-                u.append(self.model.displacements(solid, unit)[2 * node : 2 * node + 2])
-            flex[:, 0], flex[:, 1] = u[0], u[1]
-            self._flexibility[node] = flex
+            columns = [
+                self.model.displacements(solid, self._point_force(node, unit))[2 * node : 2 * node + 2]
+                for unit in np.eye(2)
+            ]
+            self._flexibility[node] = np.column_stack(columns)
         modulus = self.model.emin + conditions["volfrac"] ** self.model.penal * (1 - self.model.emin)
         return float(components @ self._flexibility[node] @ components) / modulus
 
     def _evaluate(self, design: np.ndarray, conditions: Conditions) -> tuple[dict[str, float], dict[str, float]]:
         solid = solid_mask(design)
         node, components = self._load(conditions)
-        force = np.zeros(self.model.ndof)
-        force[2 * node : 2 * node + 2] = components
-        compliance = self.model.compliance(solid.astype(np.float64), force)
+        compliance = self.model.compliance(solid.astype(np.float64), self._point_force(node, components))
         volume = float(solid.mean())
         objectives = {
             "log_stiffness_gain": math.log(self.uniform_compliance(conditions) / compliance),
