@@ -108,3 +108,26 @@ def test_the_same_latent_always_gives_the_same_design():
     z = np.random.default_rng(3).standard_normal((4, 8))
     first = generator.decode_numpy(z)
     assert all(np.array_equal(first, generator.decode_numpy(z)) for _ in range(5))
+
+
+@pytest.mark.parametrize("shape", [(32, 64), (20, 60), (9, 13)])
+def test_conv_vae_takes_any_grid_of_at_least_8_cells(shape):
+    model = ConvVAE(latent_dim=3, channels=4, shape=shape).eval()
+    x = torch.rand(2, *shape)
+    logits, mu, logvar = model(x)
+    assert logits.shape == (2, *shape) and mu.shape == logvar.shape == (2, 3)
+    assert model.decode(torch.zeros(1, 3)).shape == (1, *shape)
+    assert model.config["shape"] == list(shape)
+    with pytest.raises(ValueError, match="at least 8 x 8"):
+        ConvVAE(shape=(7, 32))
+
+
+def test_square_spelling_keeps_the_shipped_layout():
+    # The extrusion card says {"size": 32}: the same modules must come out, or its weights would not load.
+    assert ConvVAE(8, 32, 32).config == {"latent_dim": 8, "size": 32, "channels": 32}
+    assert ConvVAE(8, shape=(32, 32)).state_dict().keys() == ConvVAE(8, 32).state_dict().keys()
+
+
+def test_training_rejects_values_outside_the_unit_interval():
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        train_vae(np.full((4, 8, 8), 2.0, np.float32), VAETrainingConfig(epochs=1), progress=False)

@@ -45,18 +45,42 @@ class VAETrainingConfig:
 
 
 def train_vae(
-    designs: np.ndarray, config: VAETrainingConfig, progress: bool = True
+    designs: np.ndarray,
+    config: VAETrainingConfig,
+    progress: bool = True,
+    log_dir: str | Path | None = None,
+    images_every: int = 10,
 ) -> tuple[ConvVAE, list[dict[str, float]]]:
-    """Train a :class:`ConvVAE` on binary or density designs ``[N, size, size]`` in ``[0, 1]``.
+    """Train a :class:`ConvVAE` on binary or density designs ``[N, rows, cols]`` in ``[0, 1]``.
+
+    Args:
+        designs: the training set.
+        config: settings.
+        progress: show a progress bar over the epochs.
+        log_dir: when given, TensorBoard event files there get the losses of every epoch and a grid
+            of designs decoded from fixed prior samples every ``images_every`` epochs and at the end.
+        images_every: epochs between sample grids.
 
     Returns:
         The trained model (in eval mode, on the CPU) and the per-epoch loss history.
     """
-    if designs.ndim != 3 or designs.shape[1] != designs.shape[2]:
-        raise ValueError(f"train_vae needs square designs [N, size, size], got shape {designs.shape}")
+    if designs.ndim != 3 or min(designs.shape[1:]) < 8:
+        raise ValueError(f"train_vae needs designs [N, rows, cols] of at least 8 x 8 cells, got shape {designs.shape}")
+    if not np.all(np.isfinite(designs)) or designs.min() < 0 or designs.max() > 1:
+        raise ValueError("train_vae needs designs with values in [0, 1]; rescale or threshold them first")
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    model = ConvVAE(config.latent_dim, designs.shape[1], config.channels).to(device)
+    shape = tuple(designs.shape[1:])
+    if shape[0] == shape[1] and shape[0] & (shape[0] - 1) == 0:
+        model = ConvVAE(config.latent_dim, shape[0], config.channels).to(device)
+    else:
+        model = ConvVAE(config.latent_dim, channels=config.channels, shape=shape).to(device)
+    writer = None
+    if log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir))
+        fixed_z = torch.randn(16, config.latent_dim, generator=torch.Generator().manual_seed(config.seed + 7))
     data = torch.as_tensor(designs, dtype=torch.float32)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
@@ -83,8 +107,30 @@ def train_vae(
         row = {"epoch": epoch + 1, **{k: v / len(data) for k, v in totals.items()}}
         history.append(row)
         bar.set_postfix(recon=f"{row['reconstruction']:.1f}", kl=f"{row['kl']:.1f}")
+        if writer is not None:
+            writer.add_scalar("loss/reconstruction", row["reconstruction"], epoch + 1)
+            writer.add_scalar("loss/kl", row["kl"], epoch + 1)
+            writer.add_scalar("loss/lr", scheduler.get_last_lr()[0], epoch + 1)
+            if (epoch + 1) % images_every == 0 or epoch + 1 == config.epochs:
+                model.eval()
+                with torch.no_grad():
+                    samples = torch.sigmoid(model.decode_logits(fixed_z.to(device))).cpu()
+                writer.add_images("samples/prior", _tile(samples), epoch + 1, dataformats="HW")
     model.eval()
+    if writer is not None:
+        writer.close()
     return model.cpu(), history
+
+
+def _tile(samples: torch.Tensor, columns: int = 4) -> torch.Tensor:
+    """Designs ``[N, rows, cols]`` as one grey image, solid dark, a one-pixel white gutter between."""
+    n, rows, cols = samples.shape
+    grid_rows = -(-n // columns)
+    image = torch.ones(grid_rows * (rows + 1) - 1, columns * (cols + 1) - 1)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        image[r * (rows + 1) : r * (rows + 1) + rows, c * (cols + 1) : c * (cols + 1) + cols] = 1 - samples[i]
+    return image
 
 
 def save_generator(
