@@ -195,6 +195,26 @@ def test_thin_strut_and_narrow_gap_break_the_member_size():
     assert disk(1).sum() == 5 and disk(2).sum() == 13
 
 
+def test_member_size_allowance_forgives_pixel_steps_but_not_long_thin_struts():
+    band = np.zeros((20, 20), dtype=bool)
+    for r in range(20):
+        band[r, max(0, r - 3) : r + 3] = True  # a 45-degree bar drawn in pixel steps, 5 to 6 cells wide
+    assert member_size_violation(band, 1) > 0  # every step is a corner the disk cannot reach
+    assert member_size_violation(band, 1, allowance=1) == 0.0
+
+    pair = np.zeros((12, 30), dtype=bool)
+    pair[2:10, 2:8] = True
+    pair[2:10, 22:28] = True
+    pair[5, 8:22] = True  # a 14-cell strut, one cell thick, between two blocks
+    # The opened blocks reach one cell into the strut (a cross centred on the block's edge), and the
+    # allowance forgives one more at each end: the middle 10 cells count.
+    assert member_size_violation(pair, 1, allowance=1) == pytest.approx(10 / pair.sum())
+    pair[4:7, 8:22] = True  # three cells thick: a cross fits along its middle row
+    assert member_size_violation(pair, 1, allowance=1) == 0.0
+    with pytest.raises(ValueError, match="allowance"):
+        member_size_violation(pair, 1, allowance=-1)
+
+
 def test_asymmetric_material_is_counted_across_the_chosen_line():
     from designgym.envs.manufacturing import asymmetry
 

@@ -125,23 +125,35 @@ def disk(radius: float) -> np.ndarray:
     return (xx * xx + yy * yy) <= radius * radius + 1e-9
 
 
-def member_size_violation(mask: np.ndarray, r_min: float) -> float:
+def member_size_violation(mask: np.ndarray, r_min: float, allowance: int = 0) -> float:
     """Area changed by an opening and a closing with a disk of radius ``r_min``, over the solid area.
 
     The opening removes members thinner than about ``2 r_min``; the closing fills gaps and holes
     narrower than that. Both are zero for a design that respects the minimum member and gap size.
     Outside the grid counts as void; 1.0 for an empty design.
+
+    A disk cannot reach into a sharp corner, so with ``allowance=0`` every convex pixel corner
+    counts, and a staircase edge (any slanted edge on a grid) counts at each step. ``allowance=k``
+    forgives changes within ``k`` cells (8-neighbourhood) of the opened or closed shape's edge:
+    pixel steps and corners pass, struts and gaps narrower than the disk still count beyond ``k``
+    cells from thicker material.
     """
     total = int(mask.sum())
     if total == 0:
         return 1.0
     if r_min < 1:
         return 0.0
+    if allowance < 0:
+        raise ValueError(f"allowance must be >= 0 cells, got {allowance}")
     element = disk(r_min)
-    pad = element.shape[0]
+    pad = element.shape[0] + allowance
     padded = np.pad(mask, pad)
     opened = ndimage.binary_opening(padded, structure=element)
     closed = ndimage.binary_closing(padded, structure=element)
+    if allowance:
+        square = np.ones((3, 3), dtype=bool)
+        opened = ndimage.binary_dilation(opened, structure=square, iterations=allowance) & padded
+        closed = ndimage.binary_erosion(closed, structure=square, iterations=allowance, border_value=1) | padded
     changed = np.count_nonzero(padded & ~opened) + np.count_nonzero(closed & ~padded)
     return float(changed) / total
 
