@@ -119,3 +119,42 @@ def test_volume_tolerance_is_one_percent_of_the_domain(cantilever):
     assert cantilever.evaluate(beam(top=4, bottom=10), over).violations["volume_excess"] == pytest.approx(
         0.375 - 0.3 - 0.01
     )
+
+
+@pytest.fixture(scope="module")
+def bracket():
+    from designgym.envs.structures.problems import AMBracket
+
+    return AMBracket(32, 16)
+
+
+@pytest.mark.parametrize(("direction", "overhang"), [(0, 1.0), (1, 0.0), (2, 1.0), (3, 0.0)])
+def test_am_bracket_overhang_depends_on_the_build_direction(bracket, direction, overhang):
+    # A horizontal beam grows fine sideways from a plate at either end, but printed upward (or
+    # downward) it would start in mid-air, above the empty rows under it.
+    conditions = {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0, "build_direction": direction}
+    ev = bracket.evaluate(beam(), conditions)
+    assert ev.violations["overhang"] == overhang
+    assert ev.violations["member_size"] == 0.0
+    assert ev.feasible == (overhang == 0.0)
+    assert bracket.BUILD_DIRECTIONS[direction] in ("up", "left", "down", "right")
+
+
+def test_am_bracket_flags_a_strut_one_element_thick(bracket):
+    conditions = {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0, "build_direction": 3}
+    design = beam(top=6, bottom=10)
+    design[12, :] = 1.0  # a second, one-element flange two rows below, joined by a post at the tip
+    design[10:12, 30:] = 1.0
+    ev = bracket.evaluate(design, conditions)
+    assert ev.violations["member_size"] > 0.5 * 28 / design.sum()
+    assert ev.violations["floating_material"] == 0.0 and ev.violations["overhang"] == 0.0
+    assert not ev.feasible
+
+
+def test_am_bracket_checks_its_build_direction_and_draws_the_plate(bracket):
+    with pytest.raises(ValueError, match="build_direction"):
+        bracket.evaluate(beam(), {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0, "build_direction": 4})
+    image = bracket.render(beam(), {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0, "build_direction": 3})
+    assert image.shape == (16 * 8, 32 * 8 + 4, 3)
+    plate = image[:, :4]  # "right": layers grow toward +x from a plate against the clamped left edge
+    assert (plate == np.array([30, 110, 50], dtype=np.uint8)).all()

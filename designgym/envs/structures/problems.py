@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from designgym.envs.manufacturing import floating_fraction, load_path_broken, solid_mask
+from designgym.envs.manufacturing import (
+    floating_fraction,
+    load_path_broken,
+    member_size_violation,
+    overhang_fraction,
+    solid_mask,
+)
 from designgym.envs.problem import Conditions, ObjectiveSpec, Problem
 from designgym.envs.structures.fem import FEModel, node_id
 from designgym.envs.structures.simp import simp
@@ -192,6 +198,87 @@ class Cantilever(PointLoadStructure):
         cells = np.zeros((self.nely, self.nelx), dtype=bool)
         cells[:, 0] = True
         return cells
+
+
+class AMBracket(Cantilever):
+    """The cantilever bracket made by additive manufacturing: printable without supports, no thin struts.
+
+    ## Conditions
+    As :class:`Cantilever`, plus ``build_direction`` in ``Discrete(4)``: the direction the layers
+    grow, an index into :attr:`BUILD_DIRECTIONS` = (``up``, ``left``, ``down``, ``right``). ``up``
+    puts the baseplate under the bottom row; ``right`` puts it against the clamped left edge.
+
+    ## Objectives
+    As :class:`Cantilever`.
+
+    ## Constraints
+    Those of :class:`Cantilever`, plus
+    - ``overhang``: fraction of the solid that a 45-degree overhang limit cannot print without
+      support structures, layer by layer from the baseplate
+      (:func:`~designgym.envs.manufacturing.overhang_fraction`);
+    - ``member_size``: area changed by an opening and a closing with a disk of radius ``r_min``,
+      over the solid area: struts and gaps thinner than about ``2 r_min`` cells
+      (:func:`~designgym.envs.manufacturing.member_size_violation` with a one-cell allowance, so
+      the pixel steps of a slanted edge do not count; with ``r_min = 1`` a strut needs 3 cells).
+
+    ``optimize`` is the cantilever's SIMP reference, which ignores both printing rules: it bounds
+    the stiffness an agent can reach, and is usually not printable as it stands.
+
+    Args:
+        nelx, nely, rmin, volume_tolerance: as :class:`Cantilever`.
+        r_min: radius of the member-size disk in elements (1 = no strut one element thin).
+    """
+
+    name = "am_bracket"
+    BUILD_DIRECTIONS = ("up", "left", "down", "right")
+    violation_names = (*PointLoadStructure.violation_names, "overhang", "member_size")
+
+    def __init__(
+        self,
+        nelx: int = 64,
+        nely: int = 32,
+        rmin: float = 1.5,
+        volume_tolerance: float = 0.01,
+        r_min: float = 1.0,
+    ) -> None:
+        super().__init__(nelx, nely, rmin, volume_tolerance)
+        if r_min < 0:
+            raise ValueError(f"r_min must be >= 0 elements, got {r_min}")
+        self.r_min = float(r_min)
+        self.conditions_space = spaces.Dict(
+            {**self.conditions_space.spaces, "build_direction": spaces.Discrete(len(self.BUILD_DIRECTIONS))}
+        )
+        # Ten per cent of the solid unprintable, or changed by the member-size filter, costs one unit.
+        self.default_violation_weights = {**self.default_violation_weights, "overhang": 10.0, "member_size": 10.0}
+
+    def _evaluate(self, design: np.ndarray, conditions: Conditions) -> tuple[dict[str, float], dict[str, float]]:
+        objectives, violations = super()._evaluate(design, conditions)
+        solid = solid_mask(design)
+        violations["overhang"] = overhang_fraction(solid, self.BUILD_DIRECTIONS[int(conditions["build_direction"])])
+        violations["member_size"] = member_size_violation(solid, self.r_min, allowance=1)
+        return objectives, violations
+
+    def render(self, design: np.ndarray, conditions: Mapping[str, Any] | None = None) -> np.ndarray:
+        """As :class:`Cantilever`, with the baseplate drawn as a dark green band outside the grid."""
+        image = super().render(design, conditions)
+        if conditions is None:
+            return image
+        side = self.BUILD_DIRECTIONS[int(self.check_conditions(conditions)["build_direction"])]
+        band = 4
+        plate = {"up": (band, 0, 0, 0), "down": (0, band, 0, 0), "left": (0, 0, 0, band), "right": (0, 0, band, 0)}
+        bottom, top, left, right = plate[side]  # the plate sits opposite to the growth direction
+        return np.pad(
+            image, ((top, bottom), (left, right), (0, 0)), constant_values=0
+        ) + _plate_colour(image.shape, top, bottom, left, right)
+
+
+def _plate_colour(shape: tuple[int, ...], top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """Dark green in the padded band around an image of ``shape``, zero elsewhere."""
+    colour = np.zeros((shape[0] + top + bottom, shape[1] + left + right, 3), dtype=np.uint8)
+    inside = np.zeros(colour.shape[:2], dtype=bool)
+    inside[top : top + shape[0], left : left + shape[1]] = True
+    colour[~inside] = (30, 110, 50)
+    return colour
 
 
 class MBB(PointLoadStructure):
