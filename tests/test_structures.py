@@ -68,7 +68,8 @@ def test_broken_load_path_gives_a_finite_huge_compliance(cantilever):
     ev = cantilever.evaluate(design, {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0})
     assert ev.violations["load_path"] == 1.0 and ev.violations["floating_material"] > 0
     assert np.isfinite(ev.objectives["compliance"]) and ev.objectives["compliance"] > 1e6
-    assert ev.objectives["log_stiffness_gain"] < -5
+    # Only the void's 1e-9 carries the load: the objective sits at its floor, the rule says why.
+    assert ev.objectives["log_stiffness_gain"] == cantilever.gain_floor == -5.0
 
 
 @pytest.mark.slow

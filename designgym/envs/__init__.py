@@ -14,10 +14,11 @@ from designgym.envs.registration import (
     register_problem,
     resolve_env_id,
 )
-from designgym.envs.structures.problems import MBB, Cantilever
+from designgym.envs.structures.problems import MBB, AMBracket, Cantilever
 
 __all__ = [
     "MBB",
+    "AMBracket",
     "Cantilever",
     "Evaluation",
     "Extrusion",
@@ -41,6 +42,7 @@ def _register_builtin() -> None:
     register_problem("extrusion", Extrusion)
     register_problem("cantilever", Cantilever)
     register_problem("mbb", MBB)
+    register_problem("am_bracket", AMBracket)
     register_design_env(
         "designgym/Extrusion-v0",
         problem="extrusion",
@@ -58,6 +60,30 @@ def _register_builtin() -> None:
         action_mode="delta",
         episode_length=8,
         initial_latent="random",
+    )
+    register_design_env(
+        "designgym/Cantilever-v0",
+        problem="cantilever",
+        generator="cantilever-vae",
+        description="Stiffest cantilever for its volume and load case; material joined to the clamp.",
+        source="designgym",
+        action_mode="direct",
+    )
+    register_design_env(
+        "designgym/AMBracket-v0",
+        problem="am_bracket",
+        generator="cantilever-vae",
+        description="Cantilever bracket printable without supports (45-degree overhang, 3-element members).",
+        source="designgym",
+        action_mode="direct",
+    )
+    register_design_env(
+        "designgym/MBB-v0",
+        problem="mbb",
+        generator="mbb-vae",
+        description="Stiffest MBB half-beam for its volume and load position.",
+        source="designgym",
+        action_mode="direct",
     )
 
 
