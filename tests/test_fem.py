@@ -229,3 +229,20 @@ def test_reference_beam_theory_for_a_slender_cantilever() -> None:
     fixed, force = cantilever_case(nelx, nely, 0.5, 0.0)
     c = reference_compliance(np.ones((nely, nelx)), fixed, force, NU, PENAL, EMIN)
     assert 0.85 * deflection < c < deflection
+
+
+def test_kept_factorisation_gives_what_a_fresh_model_gives():
+    from designgym.envs.structures.fem import FEModel
+
+    # The model keeps the factorisation of its last design; a repeat under another load must equal
+    # a fresh solve exactly, and a changed design must not reuse it.
+    rng = np.random.default_rng(5)
+    fixed = np.arange(2 * 9)
+    kept = FEModel(12, 8, fixed)
+    a, b = rng.uniform(0.1, 1.0, (8, 12)), rng.uniform(0.1, 1.0, (8, 12))
+    loads = [rng.standard_normal(kept.ndof) for _ in range(3)]
+    for density, force in [(a, loads[0]), (a, loads[1]), (b, loads[1]), (a, loads[2]), (a * 1.0, loads[2])]:
+        fresh = FEModel(12, 8, fixed)
+        np.testing.assert_array_equal(kept.displacements(density, force), fresh.displacements(density, force))
+    b[3, 4] = 0.5
+    np.testing.assert_array_equal(kept.compliance(b, loads[0]), FEModel(12, 8, fixed).compliance(b, loads[0]))

@@ -110,6 +110,7 @@ class FEModel:
         self._indptr = np.searchsorted(unique_keys // nfree, np.arange(nfree + 1)).astype(np.int32)
         self._nnz = unique_keys.size
         self._ke_flat = self.ke.ravel()
+        self._factor: tuple[np.ndarray, object] | None = None
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -122,11 +123,16 @@ class FEModel:
         """Solve ``K u = f``; returns the full DOF vector with zeros on the fixed DOFs."""
         force = self._check_force(force)
         moduli = self.stiffness_moduli(density)
-        values = (moduli[:, None] * self._ke_flat[None, :]).ravel()[self._keep]
-        data = np.bincount(self._slot, weights=values, minlength=self._nnz)
-        k = sp.csc_matrix((data, self._indices, self._indptr), shape=(self.free.size,) * 2)
+        # The factorisation of the last design is kept: the same design under another load (an
+        # episode's start design under a new load case, a reference under every load) is one
+        # forward and back substitution instead of a factorisation.
+        if self._factor is None or not np.array_equal(moduli, self._factor[0]):
+            values = (moduli[:, None] * self._ke_flat[None, :]).ravel()[self._keep]
+            data = np.bincount(self._slot, weights=values, minlength=self._nnz)
+            k = sp.csc_matrix((data, self._indices, self._indptr), shape=(self.free.size,) * 2)
+            self._factor = (moduli, splu(k, permc_spec="MMD_AT_PLUS_A"))
         u = np.zeros(self.ndof)
-        u[self.free] = splu(k, permc_spec="MMD_AT_PLUS_A").solve(force[self.free])
+        u[self.free] = self._factor[1].solve(force[self.free])
         return u
 
     def compliance(self, density: np.ndarray, force: np.ndarray) -> float:
