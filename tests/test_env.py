@@ -248,3 +248,22 @@ def test_env_problem_equals_make_problem():
     assert type(problem) is type(env.unwrapped.problem)
     assert vars(problem) == vars(env.unwrapped.problem)
     assert type(designgym.make_problem("extrusion")) is Extrusion
+
+
+def test_a_repeated_latent_is_decoded_once_and_gives_the_same_design(direct, monkeypatch):
+    env = direct.unwrapped
+    calls = []
+    decode = env.generator.decode_numpy
+    monkeypatch.setattr(env.generator, "decode_numpy", lambda z: calls.append(z.copy()) or decode(z))
+    direct.reset(seed=0)
+    first = env.design.copy()
+    direct.step(np.full(env.action_space.shape, 0.5, np.float32))
+    direct.reset(seed=1)  # the zero latent again: no new decode
+    assert len(calls) == 2
+    np.testing.assert_array_equal(env.design, first)
+    env.design[0, 0] = 7.0  # the kept copy is not the env's array
+    for seed in (2, 3, 4):  # episodes with other actions keep the start design
+        direct.reset(seed=seed)
+        np.testing.assert_array_equal(env.design, first)
+        direct.step(np.full(env.action_space.shape, 0.1 * seed, np.float32))
+    assert len(calls) == 5

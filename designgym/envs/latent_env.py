@@ -158,6 +158,7 @@ class LatentDesignEnv(gym.Env):
         self._score = 0.0
         self._t = 0
         self._done = True
+        self._decoded: dict[tuple[int, bytes], np.ndarray] = {}
 
     # -- gymnasium API ------------------------------------------------------------------------
 
@@ -227,7 +228,17 @@ class LatentDesignEnv(gym.Env):
     # -- internals ----------------------------------------------------------------------------
 
     def _decode_and_evaluate(self) -> None:
-        self.design = self.generator.decode_numpy(self.latent[None, :])[0]
+        # Decoding is deterministic, so the designs of the two latest latents are kept and reused
+        # when a latent repeats (every episode of a direct-mode env starts from the zero latent).
+        key = (id(self.generator), self.latent.tobytes())
+        if key in self._decoded:
+            self._decoded[key] = self._decoded.pop(key)  # now the most recent
+            self.design = self._decoded[key].copy()
+        else:
+            self.design = self.generator.decode_numpy(self.latent[None, :])[0]
+            self._decoded[key] = self.design.copy()
+            while len(self._decoded) > 2:
+                self._decoded.pop(next(iter(self._decoded)))
         self.evaluation = self.problem.evaluate(self.design, self.conditions)
 
     def _check_action(self, action: Any) -> np.ndarray:
