@@ -131,3 +131,14 @@ def test_square_spelling_keeps_the_shipped_layout():
 def test_training_rejects_values_outside_the_unit_interval():
     with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
         train_vae(np.full((4, 8, 8), 2.0, np.float32), VAETrainingConfig(epochs=1), progress=False)
+
+
+def test_model_card_page_matches_the_shipped_cards():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "model_cards.py"
+    spec = importlib.util.spec_from_file_location("model_cards", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.DOC.read_text() == module.render(), "docs/model-cards.md is stale: run scripts/model_cards.py"

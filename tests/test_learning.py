@@ -29,3 +29,19 @@ def test_ppo_learns_on_extrusion(tmp_path):
                 "design/violation/area_mismatch", "design/reward/objective_improvement"):
         assert tag in tags, tag
         assert all(math.isfinite(e.value) for e in events.Scalars(tag))
+
+
+@pytest.mark.slow
+def test_ppo_learns_on_cantilever(tmp_path):
+    config = TrainConfig(
+        env="designgym/Cantilever-v0", algo="ppo", timesteps=4096, seed=0, n_envs=4,
+        out=str(tmp_path), run_name="learn", eval_episodes=64, device="cpu",
+    )
+    result = train(config)
+    trained, random = result.metrics["trained"], result.metrics["random"]
+    # Random latents often leave the load hanging on void (gain floored at -5, load_path penalty).
+    # Seen with these seeds: return 3.3 trained vs -0.8 random (std about 4 over 64 episodes, so the
+    # difference's standard error is about 0.7), log stiffness gain -0.08 vs -3.5. Feasibility is
+    # not asserted: after 4096 steps both sit near 4 %, the agent still overshoots the volume.
+    assert trained["mean_return"] > random["mean_return"] + 2.0
+    assert trained["mean_log_stiffness_gain"] > random["mean_log_stiffness_gain"] + 2.0
