@@ -20,7 +20,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "model-cards.md"
 METRIC_NOTES = {
     "heldout_designs": "SIMP designs held out of training (the last tenth of the data set)",
     "heldout_iou_mean": "mean intersection over union of a held-out design and its encode-decode round trip",
-    "heldout_compliance_ratio_median": "median compliance of the round trip over that of its SIMP source (1 = as stiff)",
+    "heldout_compliance_ratio_median": (
+        "median compliance of the round trip over that of its SIMP source (1 = as stiff)"
+    ),
     "heldout_compliance_ratio_p90": "90th percentile of that ratio",
     "heldout_within_10pct_of_simp": "share of round trips within 10 % of their SIMP source's compliance",
     "heldout_log_stiffness_gain_mean": "mean reward objective log(c_uniform / c) of the round trips",
@@ -65,10 +67,12 @@ def render(directory: Path = registry.WEIGHTS_DIR) -> str:
             f"designs {card['design_shape'][0]} x {card['design_shape'][1]}",
             f"- weights: `{weights.name}`, {weights.stat().st_size / 1e6:.2f} MB, sha256 `{card['sha256']}`",
             f"- made by: `{card['command']}`",
-            f"- trained on: {card.get('trained_on', 'CPU')}, {card['train_seconds']} s, torch {card['torch_version']}",
+            f"- trained on: {card.get('trained_on', 'CPU')}, {card['train_seconds']} s, "
+            f"torch {card['torch_version']}",
             f"- data: `{json.dumps(card['data'], sort_keys=True)}`",
             f"- training: `{json.dumps(card['training'], sort_keys=True)}`",
-            f"- final loss: reconstruction {card['final_loss']['reconstruction']:.2f}, KL {card['final_loss']['kl']:.2f}",
+            f"- final loss: reconstruction {card['final_loss']['reconstruction']:.2f}, "
+            f"KL {card['final_loss']['kl']:.2f}",
             "",
             "| metric | value | meaning |",
             "| --- | --- | --- |",
