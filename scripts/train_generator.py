@@ -215,37 +215,35 @@ def train_on_structures(args: argparse.Namespace, config: VAETrainingConfig, arg
         "torch_version": torch.__version__,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
-    path = save_generator(model, args.name or f"{settings['problem']}-vae", card, args.out)
+    return save_and_report(model, args.name or f"{settings['problem']}-vae", card, args.out)
+
+
+def save_and_report(model: torch.nn.Module, name: str, card: dict, out: Path) -> int:
+    path = save_generator(model, name, card, out)
     print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    for key, value in metrics.items():
+    for key, value in card["metrics"].items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    config = VAETrainingConfig(
+        latent_dim=args.latent_dim, channels=args.channels, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, beta=args.beta, seed=args.seed, device=args.device,
+    )
     if args.data is not None:
-        config = VAETrainingConfig(
-            latent_dim=args.latent_dim, channels=args.channels, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, beta=args.beta, seed=args.seed, device=args.device,
-        )
         return train_on_structures(args, config, argv)
+    return train_on_sections(args, config, argv)
+
+
+def train_on_sections(args: argparse.Namespace, config: VAETrainingConfig, argv: list[str] | None) -> int:
     Extrusion(size=args.size, min_wall=args.min_wall)  # validates size and wall settings early
     started = time.perf_counter()
     designs = make_sections(
         args.n_designs, (args.size, args.size), seed=args.data_seed, min_wall=args.data_min_wall, workers=args.workers
     )
     held_out = make_sections(512, (args.size, args.size), seed=args.data_seed + 1, min_wall=args.data_min_wall)
-    config = VAETrainingConfig(
-        latent_dim=args.latent_dim,
-        channels=args.channels,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        beta=args.beta,
-        seed=args.seed,
-        device=args.device,
-    )
     model, history = train_vae(designs.astype(np.float32), config, log_dir=args.tb)
     metrics = raw_sample_metrics(model, 512, args.min_wall, seed=args.seed + 1)
     metrics["heldout_cell_accuracy"] = reconstruction_accuracy(model, held_out)
@@ -267,11 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_version": torch.__version__,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
-    path = save_generator(model, args.name or "extrusion-vae-32", card, args.out)
-    print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    for key, value in metrics.items():
-        print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
-    return 0
+    return save_and_report(model, args.name or "extrusion-vae-32", card, args.out)
 
 
 if __name__ == "__main__":
