@@ -273,18 +273,11 @@ class AMBracket(Cantilever):
         band = 4
         plate = {"up": (band, 0, 0, 0), "down": (0, band, 0, 0), "left": (0, 0, 0, band), "right": (0, 0, band, 0)}
         bottom, top, left, right = plate[side]  # the plate sits opposite to the growth direction
-        return np.pad(
-            image, ((top, bottom), (left, right), (0, 0)), constant_values=0
-        ) + _plate_colour(image.shape, top, bottom, left, right)
-
-
-def _plate_colour(shape: tuple[int, ...], top: int, bottom: int, left: int, right: int) -> np.ndarray:
-    """Dark green in the padded band around an image of ``shape``, zero elsewhere."""
-    colour = np.zeros((shape[0] + top + bottom, shape[1] + left + right, 3), dtype=np.uint8)
-    inside = np.zeros(colour.shape[:2], dtype=bool)
-    inside[top : top + shape[0], left : left + shape[1]] = True
-    colour[~inside] = (30, 110, 50)
-    return colour
+        framed = np.pad(image, ((top, bottom), (left, right), (0, 0)))
+        band_cells = np.ones(framed.shape[:2], dtype=bool)
+        band_cells[top : top + image.shape[0], left : left + image.shape[1]] = False
+        framed[band_cells] = (30, 110, 50)  # dark green
+        return framed
 
 
 class MBB(PointLoadStructure):
