@@ -1,8 +1,10 @@
 """Milliseconds per compliance evaluation: designgym's FEModel against a straightforward SciPy code.
 
 The straightforward code is what one writes first: element DOF lists built in Python for every
-design, a COO matrix of the full system, the free rows and columns sliced out, ``spsolve``. Both
-run in this process on the same random density fields of a cantilever; the ratio is what counts.
+design, a COO matrix of the full system, the free rows and columns sliced out, ``spsolve``. It
+runs in this process on the same random density fields of a cantilever as designgym's FEModel,
+one design at a time with CHOLMOD (the default), as one ``compliance_batch`` call, and with the
+SuperLU fallback; the ratio (straightforward over CHOLMOD one at a time) is what counts.
 
     python benchmarks/fem.py                 # 64x32, 128x64, 256x128
     python benchmarks/fem.py --sizes 64x32 --repeats 20
@@ -11,6 +13,7 @@ run in this process on the same random density fields of a cantilever; the ratio
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from functools import partial
@@ -69,25 +72,39 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="*", default=["64x32", "128x64", "256x128"])
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
+    import cvxopt
+
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"{platform.processor() or platform.machine()}")
-    print(f"{'mesh':>9} {'designgym ms':>13} {'straightforward ms':>19} {'ratio':>7} {'max rel diff':>13}")
+          f"cvxopt {cvxopt.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"{'mesh':>9} {'cholmod ms':>11} {'batched ms':>11} {'superlu ms':>11} {'straightforward ms':>19} "
+          f"{'ratio':>7} {'max rel diff':>13}")
     rng = np.random.default_rng(0)
     for size in args.sizes:
         nelx, nely = map(int, size.split("x"))
         fixed, force = cantilever(nelx, nely)
         designs = [rng.uniform(0.01, 1.0, (nely, nelx)) for _ in range(args.repeats)]
-        model = FEModel(nelx, nely, fixed)
+        model = FEModel(nelx, nely, fixed, solver="cholmod")
+        superlu = FEModel(nelx, nely, fixed, solver="superlu")
         fast = time_per_call(partial(model.compliance, force=force), designs)
+        batched = batch_ms(model, designs, force)
+        lu = time_per_call(partial(superlu.compliance, force=force), designs)
         slow_designs = designs[: max(2, args.repeats // 3)]  # the slow code takes seconds at 256x128
         slow = time_per_call(partial(straightforward_compliance, fixed=fixed, force=force), slow_designs)
         diff = max(
             abs(model.compliance(d, force) - straightforward_compliance(d, fixed, force)) / model.compliance(d, force)
             for d in designs[:2]
         )
-        print(f"{size:>9} {fast:13.2f} {slow:19.2f} {slow / fast:6.1f}x {diff:13.1e}")
+        print(f"{size:>9} {fast:11.2f} {batched:11.2f} {lu:11.2f} {slow:19.2f} {slow / fast:6.1f}x {diff:13.1e}")
         repeat = repeat_design_ms(model, designs[0], nely, nelx)
         print(f"{'':>9} the same design under 10 loads along the tip: {repeat:.2f} ms each (kept factorisation)")
+
+
+def batch_ms(model: FEModel, designs: list[np.ndarray], force: np.ndarray) -> float:
+    """Milliseconds per design of one ``compliance_batch`` call over all the designs."""
+    model.compliance(designs[0] * 0.5, force)
+    start = time.perf_counter()
+    model.compliance_batch(np.stack(designs), np.tile(force, (len(designs), 1)))
+    return (time.perf_counter() - start) / len(designs) * 1e3
 
 
 def repeat_design_ms(model: FEModel, design: np.ndarray, nely: int, nelx: int) -> float:

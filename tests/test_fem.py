@@ -18,11 +18,14 @@ LOAD_HEIGHTS = (0.0, 0.5, 1.0)
 LOAD_ANGLES = (0.0, 30.0, -60.0, 90.0)
 
 
-def fast_model(nelx: int, nely: int, fixed: np.ndarray):
+SOLVERS = ("cholmod", "superlu")
+
+
+def fast_model(nelx: int, nely: int, fixed: np.ndarray, solver: str = "auto"):
     """The fast solver under test; imported here so the reference-only tests run without it."""
     from designgym.envs.structures.fem import FEModel
 
-    return FEModel(nelx, nely, fixed, nu=NU, penal=PENAL, emin=EMIN)
+    return FEModel(nelx, nely, fixed, nu=NU, penal=PENAL, emin=EMIN, solver=solver)
 
 
 def density_field(nelx: int, nely: int, kind: str, seed: int) -> np.ndarray:
@@ -48,7 +51,8 @@ def density_field(nelx: int, nely: int, kind: str, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("nelx, nely", [(12, 6), (20, 10), (16, 16)])
 @pytest.mark.parametrize("kind, seed", [("random", 0), ("random", 1), ("binary", 2), ("binary", 3)])
-def test_compliance_matches_reference(nelx: int, nely: int, kind: str, seed: int) -> None:
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_compliance_matches_reference(nelx: int, nely: int, kind: str, seed: int, solver: str) -> None:
     density = density_field(nelx, nely, kind, seed)
     cases = [("mbb", *mbb_case(nelx, nely))]
     cases += [
@@ -59,7 +63,7 @@ def test_compliance_matches_reference(nelx: int, nely: int, kind: str, seed: int
     for name, fixed, force in cases:
         key = tuple(fixed)
         if key not in models:
-            models[key] = fast_model(nelx, nely, fixed)
+            models[key] = fast_model(nelx, nely, fixed, solver)
         expected = reference_compliance(density, fixed, force, NU, PENAL, EMIN)
         got = models[key].compliance(density, force)
         assert isinstance(got, float), name
@@ -246,3 +250,56 @@ def test_kept_factorisation_gives_what_a_fresh_model_gives():
         np.testing.assert_array_equal(kept.displacements(density, force), fresh.displacements(density, force))
     b[3, 4] = 0.5
     np.testing.assert_array_equal(kept.compliance(b, loads[0]), FEModel(12, 8, fixed).compliance(b, loads[0]))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_batch_compliance_equals_one_at_a_time(solver: str) -> None:
+    from designgym.envs.structures.fem import FEModel
+
+    rng = np.random.default_rng(11)
+    nelx, nely = 16, 8
+    cases = [cantilever_case(nelx, nely, y, a) for y, a in [(0.0, 0.0), (0.5, 30.0), (1.0, -60.0)]]
+    fixed = cases[0][0]
+    designs = [density_field(nelx, nely, "binary", s) for s in range(3)] + [rng.uniform(0.01, 1, (nely, nelx))]
+    designs.append(designs[1].copy())  # a repeat: served from the kept factorisation
+    forces = [cases[i % 3][1] for i in range(len(designs))]
+    batch = FEModel(nelx, nely, fixed, solver=solver).compliance_batch(np.stack(designs), np.stack(forces))
+    for d, f, got in zip(designs, forces, batch, strict=True):
+        assert got == FEModel(nelx, nely, fixed, solver=solver).compliance(d, f)
+        assert got == pytest.approx(reference_compliance(d, fixed, f, NU, PENAL, EMIN), rel=1e-6)
+
+
+def test_batch_compliance_checks_shapes() -> None:
+    from designgym.envs.structures.fem import FEModel
+
+    model = FEModel(6, 4, np.arange(10))
+    with pytest.raises(ValueError, match=r"densities must have shape \(batch, nely, nelx\)"):
+        model.compliance_batch(np.ones((4, 6)), np.zeros((1, model.ndof)))
+    with pytest.raises(ValueError, match="forces must have shape"):
+        model.compliance_batch(np.ones((2, 4, 6)), np.zeros((1, model.ndof)))
+
+
+def test_solvers_agree_at_64x32_and_the_choice_is_checked() -> None:
+    from designgym.envs.structures.fem import FEModel, cholmod_available
+
+    fixed, force = cantilever_case(64, 32, 0.5, 20.0)
+    density = density_field(64, 32, "binary", 7)
+    a = FEModel(64, 32, fixed, solver="cholmod").compliance(density, force)
+    b = FEModel(64, 32, fixed, solver="superlu").compliance(density, force)
+    assert a == pytest.approx(b, rel=1e-10)
+    assert cholmod_available()  # a dependency: the default solver must be the fast one
+    assert FEModel(4, 2, np.arange(6)).solver == "cholmod"
+    with pytest.raises(ValueError, match="solver must be 'auto', 'cholmod' or 'superlu'"):
+        FEModel(4, 2, np.arange(6), solver="umfpack")
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_singular_matrix_is_a_clear_linalg_error(solver: str) -> None:
+    from designgym.envs.structures.fem import FEModel
+
+    fixed, force = cantilever_case(8, 4, 0.5, 0.0)
+    density = np.ones((4, 8))
+    density[1:3, 3:5] = 0.0  # with emin = 0 the node inside this void holds by nothing
+    model = FEModel(8, 4, fixed, emin=0.0, solver=solver)
+    with pytest.raises(np.linalg.LinAlgError, match="singular.*use emin > 0"):
+        model.compliance(density, force)

@@ -9,18 +9,40 @@ Unit-square four-node bilinear (Q4) plane-stress elements of thickness 1; modifi
   ``n = i * (nely + 1) + j``; its DOFs are ``2n`` (x, positive right) and ``2n + 1`` (y, positive UP);
 - element at row ``r``, column ``c`` is number ``c * nely + r`` (column by column).
 
-Everything that depends only on the mesh and the supports (element DOF maps, the sparsity pattern
-of the reduced stiffness matrix and where each element entry lands in it) is computed once per
-:class:`FEModel`; an evaluation is then one weighted ``bincount`` and one sparse factorisation.
+Everything that depends only on the mesh and the supports is computed once per :class:`FEModel`:
+the element DOF maps, the sparsity pattern of the reduced stiffness matrix, a sparse matrix that
+maps element moduli straight to the matrix entries, and (with CHOLMOD) the fill-reducing ordering
+and symbolic factorisation, which every density field shares because void elements keep their
+``Emin`` stiffness. An evaluation is then one sparse product (for a whole batch of fields at once)
+and one numeric Cholesky factorisation per field.
+
+Two sparse direct solvers are available: CHOLMOD's supernodal Cholesky (through ``cvxopt``, the
+default) and SciPy's SuperLU (``solver="superlu"``, used when ``cvxopt`` is missing). They agree
+to about 1e-12; CHOLMOD is five to ten times faster at 64 x 32 (``benchmarks/fem.py``).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 E0 = 1.0
+
+Solver = Literal["auto", "cholmod", "superlu"]
+
+_SINGULAR = "the stiffness matrix is singular: some DOFs are held by no stiffness at all; use emin > 0"
+
+
+def cholmod_available() -> bool:
+    """Whether CHOLMOD can be used (it comes with the ``cvxopt`` package)."""
+    try:
+        import cvxopt.cholmod  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def element_stiffness(nu: float = 0.3) -> np.ndarray:
@@ -74,10 +96,18 @@ class FEModel:
         nu: Poisson's ratio.
         penal: SIMP penalty.
         emin: Young's modulus of void, which keeps the stiffness matrix non-singular.
+        solver: ``"cholmod"``, ``"superlu"`` or ``"auto"`` (CHOLMOD when ``cvxopt`` is installed).
     """
 
     def __init__(
-        self, nelx: int, nely: int, fixed_dofs: np.ndarray, nu: float = 0.3, penal: float = 3.0, emin: float = 1e-9
+        self,
+        nelx: int,
+        nely: int,
+        fixed_dofs: np.ndarray,
+        nu: float = 0.3,
+        penal: float = 3.0,
+        emin: float = 1e-9,
+        solver: Solver = "auto",
     ) -> None:
         if nelx < 1 or nely < 1:
             raise ValueError(f"a mesh needs at least one element each way, got {nelx} x {nely}")
@@ -89,6 +119,11 @@ class FEModel:
             raise ValueError(f"fixed DOFs must lie in [0, {self.ndof}), got {fixed.min()}..{fixed.max()}")
         if fixed.size < 3:
             raise ValueError("at least three fixed DOFs are needed to stop rigid-body motion")
+        if solver not in ("auto", "cholmod", "superlu"):
+            raise ValueError(f"solver must be 'auto', 'cholmod' or 'superlu', got {solver!r}")
+        if solver == "cholmod" and not cholmod_available():
+            raise ValueError("solver 'cholmod' needs the cvxopt package: pip install cvxopt, or use solver='superlu'")
+        self.solver = "cholmod" if solver == "cholmod" or (solver == "auto" and cholmod_available()) else "superlu"
         self.fixed = fixed
         self.free = np.setdiff1d(np.arange(self.ndof), fixed)
         self.ke = element_stiffness(self.nu)
@@ -101,16 +136,24 @@ class FEModel:
         rows = np.repeat(r_edofs, 8, axis=1).ravel()
         cols = np.tile(r_edofs, (1, 8)).ravel()
         keep = (rows >= 0) & (cols >= 0)
-        self._keep = keep
         nfree = self.free.size
-        # Sort the kept entries into CSC order once; each evaluation only sums values into slots.
-        key = cols[keep] * nfree + rows[keep]
-        unique_keys, self._slot = np.unique(key, return_inverse=True)
+        # The matrix entries are linear in the element moduli: entries = G @ moduli, with G
+        # (entries x elements) holding the element-matrix values that land in each entry. The
+        # entries are in CSC order of the full reduced matrix (SuperLU) or of its lower triangle
+        # (CHOLMOD), so an evaluation sums nothing and sorts nothing.
+        lower = rows >= cols
+        mask = keep & lower if self.solver == "cholmod" else keep
+        key = cols[mask] * nfree + rows[mask]
+        unique_keys, slot = np.unique(key, return_inverse=True)
+        element = np.repeat(np.arange(self.edofs.shape[0]), 64)[mask]
+        ke_value = np.tile(self.ke.ravel(), self.edofs.shape[0])[mask]
+        self._gather = sp.csr_matrix((ke_value, (slot, element)), shape=(unique_keys.size, self.edofs.shape[0]))
         self._indices = (unique_keys % nfree).astype(np.int32)
         self._indptr = np.searchsorted(unique_keys // nfree, np.arange(nfree + 1)).astype(np.int32)
         self._nnz = unique_keys.size
-        self._ke_flat = self.ke.ravel()
-        self._factor: tuple[np.ndarray, object] | None = None
+        self._cholmod: tuple[object, object] | None = None  # (matrix, factor), made on first use
+        self._factor_moduli: np.ndarray | None = None  # the design whose factorisation is kept
+        self._superlu: object | None = None
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -126,14 +169,39 @@ class FEModel:
         # The factorisation of the last design is kept: the same design under another load (an
         # episode's start design under a new load case, a reference under every load) is one
         # forward and back substitution instead of a factorisation.
-        if self._factor is None or not np.array_equal(moduli, self._factor[0]):
-            values = (moduli[:, None] * self._ke_flat[None, :]).ravel()[self._keep]
-            data = np.bincount(self._slot, weights=values, minlength=self._nnz)
-            k = sp.csc_matrix((data, self._indices, self._indptr), shape=(self.free.size,) * 2)
-            self._factor = (moduli, splu(k, permc_spec="MMD_AT_PLUS_A"))
+        if self._factor_moduli is None or not np.array_equal(moduli, self._factor_moduli):
+            self._factorise(self._gather @ moduli)
+            self._factor_moduli = moduli
         u = np.zeros(self.ndof)
-        u[self.free] = self._factor[1].solve(force[self.free])
+        u[self.free] = self._solve(force[self.free])
         return u
+
+    def compliance_batch(self, densities: np.ndarray, forces: np.ndarray) -> np.ndarray:
+        """Compliance of each of ``B`` density fields ``[B, nely, nelx]`` under its force ``[B, ndof]``.
+
+        Equal to calling :meth:`compliance` on each pair (the symbolic factorisation is shared by
+        all of them either way), with the moduli of the whole batch computed at once.
+        """
+        densities = np.asarray(densities, dtype=np.float64)
+        forces = np.asarray(forces, dtype=np.float64)
+        if densities.ndim != 3 or densities.shape[1:] != (self.nely, self.nelx):
+            raise ValueError(
+                f"densities must have shape (batch, nely, nelx) = (B, {self.nely}, {self.nelx}), got {densities.shape}"
+            )
+        if forces.shape != (densities.shape[0], self.ndof):
+            raise ValueError(f"forces must have shape (batch, ndof) = ({densities.shape[0]}, {self.ndof}), "
+                             f"got {forces.shape}")
+        moduli = self.emin + np.transpose(densities, (0, 2, 1)).reshape(densities.shape[0], -1) ** self.penal * (
+            E0 - self.emin
+        )
+        out = np.empty(densities.shape[0])
+        for b in range(densities.shape[0]):
+            if self._factor_moduli is None or not np.array_equal(moduli[b], self._factor_moduli):
+                self._factorise(self._gather @ moduli[b])
+                self._factor_moduli = moduli[b]
+            f_free = forces[b, self.free]
+            out[b] = float(f_free @ self._solve(f_free))
+        return out
 
     def compliance(self, density: np.ndarray, force: np.ndarray) -> float:
         """``f^T u``: the work of the load, low for stiff structures."""
@@ -151,6 +219,43 @@ class FEModel:
         return float(force @ u), dc.reshape(self.nelx, self.nely).T.copy()
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _factorise(self, entries: np.ndarray) -> None:
+        """Factorise the reduced stiffness matrix with these CSC entries, for :meth:`_solve`."""
+        if self.solver == "superlu":
+            k = sp.csc_matrix((entries, self._indices, self._indptr), shape=(self.free.size,) * 2)
+            try:
+                self._superlu = splu(k, permc_spec="MMD_AT_PLUS_A")
+            except RuntimeError as exc:  # "Factor is exactly singular"
+                raise np.linalg.LinAlgError(_SINGULAR) from exc
+            return
+        from cvxopt import cholmod, matrix
+
+        if self._cholmod is None:
+            from cvxopt import spmatrix
+
+            # The triplets are already in CSC order, so the values of the cvxopt matrix line up
+            # with ``entries`` and are later replaced in place. The symbolic analysis (AMD ordering,
+            # supernodes) depends on the pattern only and is done once.
+            cols = np.repeat(np.arange(self.free.size), np.diff(self._indptr))
+            a = spmatrix(matrix(entries), matrix(self._indices.astype(np.int64)), matrix(cols.astype(np.int64)),
+                         (self.free.size, self.free.size))
+            self._cholmod = (a, cholmod.symbolic(a, uplo="L"))
+        a, factor = self._cholmod
+        a.V = matrix(entries)
+        try:
+            cholmod.numeric(a, factor)
+        except ArithmeticError as exc:  # not positive definite: only with emin = 0 and a void region
+            raise np.linalg.LinAlgError(_SINGULAR) from exc
+
+    def _solve(self, rhs: np.ndarray) -> np.ndarray:
+        if self.solver == "superlu":
+            return self._superlu.solve(rhs)
+        from cvxopt import cholmod, matrix
+
+        b = matrix(np.ascontiguousarray(rhs, dtype=np.float64))
+        cholmod.solve(self._cholmod[1], b)
+        return np.asarray(b).ravel()
 
     def _element_order(self, density: np.ndarray) -> np.ndarray:
         density = np.asarray(density, dtype=np.float64)
