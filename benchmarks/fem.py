@@ -74,10 +74,14 @@ def main() -> None:
     args = parser.parse_args()
     import cvxopt
 
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"cvxopt {cvxopt.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"{'mesh':>9} {'cholmod ms':>11} {'batched ms':>11} {'superlu ms':>11} {'straightforward ms':>19} "
-          f"{'ratio':>7} {'max rel diff':>13}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"cvxopt {cvxopt.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    )
+    print(
+        f"{'mesh':>9} {'cholmod ms':>11} {'batched ms':>11} {'superlu ms':>11} {'straightforward ms':>19} "
+        f"{'ratio':>7} {'max rel diff':>13}"
+    )
     rng = np.random.default_rng(0)
     for size in args.sizes:
         nelx, nely = map(int, size.split("x"))

@@ -189,8 +189,9 @@ class FEModel:
                 f"densities must have shape (batch, nely, nelx) = (B, {self.nely}, {self.nelx}), got {densities.shape}"
             )
         if forces.shape != (densities.shape[0], self.ndof):
-            raise ValueError(f"forces must have shape (batch, ndof) = ({densities.shape[0]}, {self.ndof}), "
-                             f"got {forces.shape}")
+            raise ValueError(
+                f"forces must have shape (batch, ndof) = ({densities.shape[0]}, {self.ndof}), got {forces.shape}"
+            )
         moduli = self.emin + np.transpose(densities, (0, 2, 1)).reshape(densities.shape[0], -1) ** self.penal * (
             E0 - self.emin
         )
@@ -238,8 +239,12 @@ class FEModel:
             # with ``entries`` and are later replaced in place. The symbolic analysis (AMD ordering,
             # supernodes) depends on the pattern only and is done once.
             cols = np.repeat(np.arange(self.free.size), np.diff(self._indptr))
-            a = spmatrix(matrix(entries), matrix(self._indices.astype(np.int64)), matrix(cols.astype(np.int64)),
-                         (self.free.size, self.free.size))
+            a = spmatrix(
+                matrix(entries),
+                matrix(self._indices.astype(np.int64)),
+                matrix(cols.astype(np.int64)),
+                (self.free.size, self.free.size),
+            )
             self._cholmod = (a, cholmod.symbolic(a, uplo="L"))
         a, factor = self._cholmod
         a.V = matrix(entries)
