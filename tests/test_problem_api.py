@@ -77,3 +77,26 @@ def test_conditions_vector_maps_the_corners_to_plus_minus_one(extrusion):
 def test_problem_without_reference_optimizer_says_so(extrusion):
     with pytest.raises(NoReferenceOptimizer, match="no reference optimizer"):
         extrusion.optimize(extrusion.default_conditions())
+
+
+@pytest.mark.parametrize("name", ["extrusion", "cantilever", "am_bracket", "mbb"])
+def test_evaluate_batch_equals_one_at_a_time(name):
+    from designgym import make_problem
+
+    batched, single = make_problem(name), make_problem(name)
+    rng = np.random.default_rng(3)
+    designs = [rng.random(batched.design_space.shape) for _ in range(4)]
+    designs[2] = np.ones(batched.design_space.shape)
+    designs.append(designs[0].copy())
+    conditions = [batched.sample_conditions(rng) for _ in designs]
+    got = batched.evaluate_batch(np.stack(designs), conditions)
+    assert got == [single.evaluate(d, c) for d, c in zip(designs, conditions, strict=True)]
+    assert batched.evaluate_batch([], []) == []
+
+
+def test_evaluate_batch_checks_its_inputs(extrusion):
+    conditions = extrusion.default_conditions()
+    with pytest.raises(ValueError, match="got 2 designs but 1 sets of conditions"):
+        extrusion.evaluate_batch([np.zeros((32, 32))] * 2, [conditions])
+    with pytest.raises(ValueError, match="NaN"):
+        extrusion.evaluate_batch([np.full((32, 32), np.nan)], [conditions])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -93,7 +93,27 @@ class Problem(abc.ABC):
         """
         design = self.check_design(design)
         conditions = self.check_conditions(conditions)
-        objectives, violations = self._evaluate(design, conditions)
+        return self._verdict(*self._evaluate(design, conditions))
+
+    def evaluate_batch(
+        self, designs: Sequence[np.ndarray] | np.ndarray, conditions: Sequence[Mapping[str, Any]]
+    ) -> list[Evaluation]:
+        """Judge many designs, each under its own conditions: ``[evaluate(d, c) for d, c in ...]``.
+
+        Problems whose evaluation shares work across designs (the structures share one finite-element
+        model and its symbolic factorisation) override :meth:`_evaluate_batch`; the results are
+        the same as one call at a time.
+
+        Raises:
+            ValueError: as :meth:`evaluate`, or when there are not as many conditions as designs.
+        """
+        if len(designs) != len(conditions):
+            raise ValueError(f"{self.name}: got {len(designs)} designs but {len(conditions)} sets of conditions")
+        checked = [self.check_design(d) for d in designs]
+        checked_conditions = [self.check_conditions(c) for c in conditions]
+        return [self._verdict(*result) for result in self._evaluate_batch(checked, checked_conditions)]
+
+    def _verdict(self, objectives: Mapping[str, float], violations: Mapping[str, float]) -> Evaluation:
         objectives = {k: float(v) for k, v in objectives.items()}
         violations = {k: max(0.0, float(v)) for k, v in violations.items()}
         feasible = all(v <= self.feasibility_tolerance for v in violations.values())
@@ -154,6 +174,12 @@ class Problem(abc.ABC):
         self, design: np.ndarray, conditions: Conditions
     ) -> tuple[Mapping[str, float], Mapping[str, float]]:
         """Return ``(objectives, violations)`` for a checked design and checked conditions."""
+
+    def _evaluate_batch(
+        self, designs: list[np.ndarray], conditions: list[Conditions]
+    ) -> list[tuple[Mapping[str, float], Mapping[str, float]]]:
+        """:meth:`_evaluate` for checked designs and conditions; override where batching saves work."""
+        return [self._evaluate(d, c) for d, c in zip(designs, conditions, strict=True)]
 
     # -- input checks shared by every problem ------------------------------------------------
 

@@ -108,12 +108,28 @@ class PointLoadStructure(Problem):
 
     def _evaluate(self, design: np.ndarray, conditions: Conditions) -> tuple[dict[str, float], dict[str, float]]:
         solid = solid_mask(design)
-        node, components = self._load(conditions)
-        compliance = self.model.compliance(solid.astype(np.float64), self._point_force(node, components))
+        compliance = self.model.compliance(solid.astype(np.float64), self._point_force(*self._load(conditions)))
+        return self._judge(solid, conditions, compliance)
+
+    def _evaluate_batch(
+        self, designs: list[np.ndarray], conditions: list[Conditions]
+    ) -> list[tuple[dict[str, float], dict[str, float]]]:
+        if not designs:
+            return []
+        solids = [solid_mask(d) for d in designs]
+        forces = np.stack([self._point_force(*self._load(c)) for c in conditions])
+        compliances = self.model.compliance_batch(np.stack(solids).astype(np.float64), forces)
+        return [self._judge(*args) for args in zip(solids, conditions, compliances, strict=True)]
+
+    def _judge(
+        self, solid: np.ndarray, conditions: Conditions, compliance: float
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Objectives and violations of an as-made design whose compliance is known."""
+        node, _ = self._load(conditions)
         volume = float(solid.mean())
         objectives = {
             "log_stiffness_gain": max(math.log(self.uniform_compliance(conditions) / compliance), self.gain_floor),
-            "compliance": compliance,
+            "compliance": float(compliance),
             "volume_fraction": volume,
         }
         anchored = self._anchored_cells()
@@ -257,9 +273,10 @@ class AMBracket(Cantilever):
         # Ten per cent of the solid unprintable, or changed by the member-size filter, costs one unit.
         self.default_violation_weights = {**self.default_violation_weights, "overhang": 10.0, "member_size": 10.0}
 
-    def _evaluate(self, design: np.ndarray, conditions: Conditions) -> tuple[dict[str, float], dict[str, float]]:
-        objectives, violations = super()._evaluate(design, conditions)
-        solid = solid_mask(design)
+    def _judge(
+        self, solid: np.ndarray, conditions: Conditions, compliance: float
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        objectives, violations = super()._judge(solid, conditions, compliance)
         violations["overhang"] = overhang_fraction(solid, self.BUILD_DIRECTIONS[int(conditions["build_direction"])])
         violations["member_size"] = member_size_violation(solid, self.r_min, allowance=1)
         return objectives, violations
