@@ -69,6 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         timesteps=args.timesteps,
         seed=args.seed,
         n_envs=args.n_envs,
+        vec_env=args.vec_env,
         device=args.device,
         hyperparams=_key_values(args.params, "--params"),
         env_kwargs=_key_values(args.env_kwargs, "--env-kwargs"),
@@ -149,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", type=int, default=20_000, help="environment steps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-envs", type=int, default=4, help="environments stepped together (default: %(default)s)")
+    p.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc", "batched"],
+                   help="how the envs are stepped: one by one in this process, one process each, or "
+                        "batched (one generator pass and one batched evaluation per step) (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE", help="algorithm hyperparameters")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="arguments of the env")

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
 from designgym.envs.registration import resolve_env_id
 
@@ -55,6 +57,9 @@ class TrainConfig:
         timesteps: environment steps to train for.
         seed: seeds the agent, the envs and the evaluation conditions.
         n_envs: environments stepped together.
+        vec_env: how they are stepped: ``dummy`` (one by one, SB3's ``DummyVecEnv``), ``subproc``
+            (one process each, ``SubprocVecEnv``) or ``batched`` (:class:`BatchedDesignVecEnv`: one
+            generator pass and one batched evaluation per step for all of them).
         device: torch device of the agent: ``auto``, ``cpu`` or ``cuda``.
         hyperparams: algorithm arguments over :data:`DEFAULT_HYPERPARAMS`.
         env_kwargs: arguments for ``gymnasium.make`` (``action_mode``, ``violation_weights``...).
@@ -69,6 +74,7 @@ class TrainConfig:
     timesteps: int = 20_000
     seed: int = 0
     n_envs: int = 4
+    vec_env: str = "dummy"
     device: str = "auto"
     hyperparams: dict[str, Any] = field(default_factory=dict)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +127,33 @@ class DesignMetricsCallback(BaseCallback):
         return True
 
 
+VEC_ENVS = ("dummy", "subproc", "batched")
+
+
+def make_training_vec_env(config: TrainConfig, monitor_dir: Path) -> VecEnv:
+    """The envs of a run, seeded ``seed + i``, writing monitor CSVs (return, length, feasible) to ``monitor_dir``."""
+    if config.vec_env == "batched":
+        from designgym.envs.vector import make_batched_vec_env
+
+        monitor_dir.mkdir(parents=True, exist_ok=True)
+        batched = make_batched_vec_env(config.env, n_envs=config.n_envs, seed=config.seed, env_kwargs=config.env_kwargs)
+        return VecMonitor(batched, filename=str(monitor_dir / "batched"), info_keywords=("feasible",))
+    return make_vec_env(
+        # A picklable maker that imports designgym, so SubprocVecEnv workers know the env ids too.
+        partial(_make_registered_env, config.env),
+        n_envs=config.n_envs,
+        seed=config.seed,
+        env_kwargs=config.env_kwargs,
+        monitor_dir=str(monitor_dir),
+        monitor_kwargs={"info_keywords": ("feasible",)},
+        vec_env_cls=SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv,
+    )
+
+
+def _make_registered_env(env_id: str, **kwargs: Any) -> gym.Env:
+    return gym.make(env_id, **kwargs)
+
+
 def make_model(config: TrainConfig, env: Any, tensorboard_log: str | None) -> BaseAlgorithm:
     try:
         algo_cls = ALGORITHMS[config.algo.lower()]
@@ -144,20 +177,15 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
         raise ValueError(f"unknown algorithm {config.algo!r}; choose one of {', '.join(ALGORITHMS)}")
     if config.timesteps < 1 or config.n_envs < 1:
         raise ValueError("timesteps and n_envs must be positive")
+    if config.vec_env not in VEC_ENVS:
+        raise ValueError(f"unknown vec_env {config.vec_env!r}; choose one of {', '.join(VEC_ENVS)}")
     started = time.perf_counter()
     run_dir = _new_run_dir(config)
     _write_json(run_dir / "config.json", asdict(config))
     command = argv if argv is not None else sys.argv
     (run_dir / "command.txt").write_text(shlex.join(command) + "\n")
 
-    vec_env = make_vec_env(
-        config.env,
-        n_envs=config.n_envs,
-        seed=config.seed,
-        env_kwargs=config.env_kwargs,
-        monitor_dir=str(run_dir / "monitor"),
-        monitor_kwargs={"info_keywords": ("feasible",)},
-    )
+    vec_env = make_training_vec_env(config, run_dir / "monitor")
     model = make_model(config, vec_env, tensorboard_log=str(run_dir / "tb"))
     model.learn(
         total_timesteps=config.timesteps,

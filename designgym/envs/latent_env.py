@@ -166,6 +166,30 @@ class LatentDesignEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
+        self._begin_reset(options)
+        self._decode_and_evaluate()
+        return self._end_reset()
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        self._begin_step(action)
+        self._decode_and_evaluate()
+        return self._end_step()
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
+            return None
+        if self.design is None:
+            raise RuntimeError("nothing to render yet: call reset() first")
+        return self.problem.render(self.design, self.conditions)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    # reset() and step() are each three phases: begin (conditions, latent), decode and evaluate,
+    # end (reward, observation). BatchedDesignVecEnv runs the middle phase for many envs at once
+    # and the outer ones through these same methods, so both give the same results.
+
+    def _begin_reset(self, options: dict[str, Any] | None) -> None:
         options = dict(options or {})
         unknown = sorted(set(options) - {"conditions", "latent"})
         if unknown:
@@ -188,14 +212,14 @@ class LatentDesignEnv(gym.Env):
             self.latent = np.clip(draw, -self.latent_bound, self.latent_bound).astype(np.float32)
         else:
             self.latent = np.zeros(self.generator.latent_dim, dtype=np.float32)
-
         self._t = 0
         self._done = False
-        self._decode_and_evaluate()
+
+    def _end_reset(self) -> tuple[Any, dict[str, Any]]:
         self._score = self._score_of(self.evaluation)
         return self._observation(), self._info(reward_parts=None)
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def _begin_step(self, action: Any) -> None:
         if self._done:
             raise RuntimeError("the episode is over (or never started): call reset() before step()")
         action = self._check_action(action)
@@ -205,8 +229,8 @@ class LatentDesignEnv(gym.Env):
             moved = self.latent + action * (self.step_size * self.latent_bound)
             self.latent = np.clip(moved, -self.latent_bound, self.latent_bound).astype(np.float32)
         self._t += 1
-        self._decode_and_evaluate()
 
+    def _end_step(self) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         score = self._score_of(self.evaluation)
         parts = {"objective_improvement": score - self._score}
         for name in self.problem.violation_names:
@@ -217,29 +241,29 @@ class LatentDesignEnv(gym.Env):
         self._done = terminated
         return self._observation(), reward, terminated, False, self._info(reward_parts=parts)
 
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
-            return None
-        if self.design is None:
-            raise RuntimeError("nothing to render yet: call reset() first")
-        return self.problem.render(self.design, self.conditions)
-
-    # -- internals ----------------------------------------------------------------------------
-
     def _decode_and_evaluate(self) -> None:
-        # Decoding is deterministic, so the designs of the two latest latents are kept and reused
-        # when a latent repeats (every episode of a direct-mode env starts from the zero latent).
+        design = self._cached_design()
+        if design is None:
+            design = self.generator.decode_numpy(self.latent[None, :])[0]
+            self._remember_design(design)
+        self.design = design
+        self.evaluation = self.problem.evaluate(design, self.conditions)
+
+    # Decoding is deterministic, so the designs of the two latest latents are kept and reused when
+    # a latent repeats (every episode of a direct-mode env starts from the zero latent).
+
+    def _cached_design(self) -> np.ndarray | None:
+        """A copy of the design of the current latent if it is among the two kept, else ``None``."""
         key = (id(self.generator), self.latent.tobytes())
-        if key in self._decoded:
-            self._decoded[key] = self._decoded.pop(key)  # now the most recent
-            self.design = self._decoded[key].copy()
-        else:
-            self.design = self.generator.decode_numpy(self.latent[None, :])[0]
-            self._decoded[key] = self.design.copy()
-            while len(self._decoded) > 2:
-                self._decoded.pop(next(iter(self._decoded)))
-        self.evaluation = self.problem.evaluate(self.design, self.conditions)
+        if key not in self._decoded:
+            return None
+        self._decoded[key] = self._decoded.pop(key)  # now the most recent
+        return self._decoded[key].copy()
+
+    def _remember_design(self, design: np.ndarray) -> None:
+        self._decoded[(id(self.generator), self.latent.tobytes())] = design.copy()
+        while len(self._decoded) > 2:
+            self._decoded.pop(next(iter(self._decoded)))
 
     def _check_action(self, action: Any) -> np.ndarray:
         try:

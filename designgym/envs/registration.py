@@ -182,11 +182,17 @@ def load_plugins(force: bool = False) -> dict[str, str]:
 def _make_env(design_env_id: str, **overrides: Any) -> gym.Env:
     from designgym.envs.latent_env import LatentDesignEnv
 
+    # ``gymnasium.make(id, problem=..., generator=...)`` swaps in a problem or generator object, for
+    # example one already loaded that many envs then share.
     spec = _ENVS[design_env_id]
-    problem = _build_problem(spec.problem, {})
-    generator = spec.generator
-    if callable(generator) and not isinstance(generator, (Generator, str)):
-        generator = generator()
+    problem = overrides.pop("problem", None)
+    if problem is None:
+        problem = _build_problem(spec.problem, {})
+    generator = overrides.pop("generator", None)
+    if generator is None:
+        generator = spec.generator
+        if callable(generator) and not isinstance(generator, (Generator, str)):
+            generator = generator()
     return LatentDesignEnv(problem, generator, **overrides)
 
 

@@ -1,0 +1,214 @@
+"""`BatchedDesignVecEnv`: many design envs stepped together, with one generator forward pass and one
+batched evaluation per step.
+
+Stepping ``N`` design envs one by one (SB3's ``DummyVecEnv``) runs the generator ``N`` times on a
+batch of one and evaluates the ``N`` designs in ``N`` separate calls. Here each step runs every
+env's own bookkeeping (action checks, conditions, rewards, observations) through the same methods
+as :meth:`LatentDesignEnv.step`, but decodes all the new latents in one ``Generator.decode`` call
+(on the GPU when the generator lives there) and judges all the designs in one
+:meth:`Problem.evaluate_batch` call. The results equal ``N`` independent envs stepped one by one
+with the same seeds, up to the generator's floating-point summation order in a batch (design
+values within about 1e-6; ``tests/test_vector.py``).
+
+Use :func:`make_batched_vec_env` to build one from an env id, or ``designgym train --vec-env
+batched``. It is a Stable-Baselines3 ``VecEnv``: wrap it in ``VecMonitor`` for episode statistics
+and in ``VecNormalize`` as usual. Gymnasium wrappers are not applied inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.util import dict_to_obs, obs_space_info
+
+from designgym.envs.latent_env import LatentDesignEnv
+
+
+class BatchedDesignVecEnv(VecEnv):
+    """A Stable-Baselines3 vector env of :class:`LatentDesignEnv` copies, decoded and judged in batches.
+
+    Envs that share a generator object are decoded in one forward pass, and envs that share a
+    problem object are judged in one ``evaluate_batch`` call; :func:`make_batched_vec_env` builds
+    envs that share both. Seeding and auto-reset follow ``DummyVecEnv``: ``seed(s)`` gives env
+    ``i`` the seed ``s + i`` at the next ``reset()``, and an env whose episode ends is reset at
+    once, its last observation kept in ``info["terminal_observation"]``.
+
+    Args:
+        envs: unwrapped :class:`LatentDesignEnv` instances (``gymnasium.make(...).unwrapped``),
+            each a separate object, all with the same observation and action spaces.
+    """
+
+    def __init__(self, envs: Sequence[LatentDesignEnv]) -> None:
+        envs = list(envs)
+        if not envs:
+            raise ValueError("BatchedDesignVecEnv needs at least one env")
+        for env in envs:
+            if not isinstance(env, LatentDesignEnv):
+                raise TypeError(
+                    f"BatchedDesignVecEnv steps LatentDesignEnv objects, got {type(env).__name__}; pass "
+                    "env.unwrapped and use vector wrappers (VecMonitor, VecNormalize) instead of env wrappers"
+                )
+            if type(env).reset is not LatentDesignEnv.reset or type(env).step is not LatentDesignEnv.step:
+                raise TypeError(
+                    f"{type(env).__name__} overrides reset() or step(), which a batched step would bypass; "
+                    "step it with DummyVecEnv instead"
+                )
+        if len({id(env) for env in envs}) != len(envs):
+            raise ValueError("the same env object is given twice; make a new env for each slot")
+        first = envs[0]
+        for env in envs[1:]:
+            if env.observation_space != first.observation_space or env.action_space != first.action_space:
+                raise ValueError("all envs of a BatchedDesignVecEnv need the same observation and action spaces")
+        self.envs = envs
+        super().__init__(len(envs), first.observation_space, first.action_space)
+        self.keys, shapes, dtypes = obs_space_info(self.observation_space)
+        self._buf_obs = {k: np.zeros((self.num_envs, *shapes[k]), dtype=dtypes[k]) for k in self.keys}
+        self._actions: np.ndarray | None = None
+
+    # -- VecEnv API ---------------------------------------------------------------------------
+
+    def reset(self) -> VecEnvObs:
+        for i, env in enumerate(self.envs):
+            gym.Env.reset(env, seed=self._seeds[i])  # seeds env.np_random as LatentDesignEnv.reset does
+            env._begin_reset(self._options[i] or None)
+        self._decode_and_evaluate(range(self.num_envs))
+        for i, env in enumerate(self.envs):
+            obs, self.reset_infos[i] = env._end_reset()
+            self._save_obs(i, obs)
+        self._reset_seeds()  # as in DummyVecEnv, seeds and options are used once
+        self._reset_options()
+        return self._obs_from_buf()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._actions is None:
+            raise RuntimeError("step_wait() called without step_async(actions)")
+        actions, self._actions = self._actions, None
+        if len(actions) != self.num_envs:
+            raise ValueError(f"got {len(actions)} actions for {self.num_envs} envs")
+        for env, action in zip(self.envs, actions, strict=True):
+            env._begin_step(action)
+        self._decode_and_evaluate(range(self.num_envs))
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        dones = np.zeros(self.num_envs, dtype=bool)
+        infos: list[dict[str, Any]] = []
+        ended = []
+        for i, env in enumerate(self.envs):
+            obs, rewards[i], terminated, truncated, info = env._end_step()
+            dones[i] = terminated or truncated
+            info["TimeLimit.truncated"] = truncated and not terminated
+            if dones[i]:
+                info["terminal_observation"] = obs
+                ended.append(i)
+            else:
+                self._save_obs(i, obs)
+            infos.append(info)
+        if ended:
+            for i in ended:
+                self.envs[i]._begin_reset(None)
+            self._decode_and_evaluate(ended)
+            for i in ended:
+                obs, self.reset_infos[i] = self.envs[i]._end_reset()
+                self._save_obs(i, obs)
+        return self._obs_from_buf(), rewards, dones, infos
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        if self.render_mode != "rgb_array":
+            return [None for _ in self.envs]
+        return [env.render() for env in self.envs]
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self.envs[i], attr_name) for i in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        for i in self._get_indices(indices):
+            setattr(self.envs[i], attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+                   ) -> list[Any]:
+        return [getattr(self.envs[i], method_name)(*method_args, **method_kwargs) for i in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]  # envs are stepped unwrapped
+
+    # -- the batched middle phase -------------------------------------------------------------
+
+    def _decode_and_evaluate(self, indices: Iterable[int]) -> None:
+        """Give each env the design of its latent and its evaluation: one decode and one judging per group."""
+        indices = list(indices)
+        designs: dict[int, np.ndarray] = {}
+        by_generator: dict[int, list[int]] = {}
+        for i in indices:
+            cached = self.envs[i]._cached_design()
+            if cached is not None:
+                designs[i] = cached
+            else:
+                by_generator.setdefault(id(self.envs[i].generator), []).append(i)
+        for group in by_generator.values():
+            generator = self.envs[group[0]].generator
+            decoded = generator.decode_numpy(np.stack([self.envs[i].latent for i in group]))
+            for i, design in zip(group, decoded, strict=True):
+                self.envs[i]._remember_design(design)
+                designs[i] = design.copy()
+        by_problem: dict[int, list[int]] = {}
+        for i in indices:
+            by_problem.setdefault(id(self.envs[i].problem), []).append(i)
+        for group in by_problem.values():
+            problem = self.envs[group[0]].problem
+            evaluations = problem.evaluate_batch([designs[i] for i in group], [self.envs[i].conditions for i in group])
+            for i, evaluation in zip(group, evaluations, strict=True):
+                self.envs[i].design = designs[i]
+                self.envs[i].evaluation = evaluation
+
+    def _save_obs(self, i: int, obs: Any) -> None:
+        for key in self.keys:
+            self._buf_obs[key][i] = obs if key is None else obs[key]
+
+    def _obs_from_buf(self) -> VecEnvObs:
+        return dict_to_obs(self.observation_space, {k: v.copy() for k, v in self._buf_obs.items()})
+
+
+def make_batched_vec_env(
+    env_id: str,
+    n_envs: int = 1,
+    seed: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> BatchedDesignVecEnv:
+    """``n_envs`` copies of a registered design env that share one problem and one generator.
+
+    Seeded as ``stable_baselines3.common.env_util.make_vec_env`` seeds its envs: env ``i`` gets
+    ``seed + i`` at the first reset, and its action space is seeded with ``seed + i``.
+
+    Args:
+        env_id: a registered design env (the ``designgym/`` namespace may be left out).
+        n_envs: how many copies.
+        seed: base seed, or ``None``.
+        env_kwargs: arguments for ``gymnasium.make`` (``action_mode``, ``device``, ...).
+    """
+    from designgym.envs.registration import resolve_env_id
+
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    env_id = resolve_env_id(env_id)
+    kwargs = dict(env_kwargs or {})
+    first = gym.make(env_id, **kwargs).unwrapped
+    if not isinstance(first, LatentDesignEnv):
+        raise TypeError(f"{env_id} is not a LatentDesignEnv ({type(first).__name__}); use DummyVecEnv for it")
+    shared = {**kwargs, "problem": first.problem, "generator": first.generator}
+    envs = [first] + [gym.make(env_id, **shared).unwrapped for _ in range(n_envs - 1)]
+    vec_env = BatchedDesignVecEnv(envs)
+    if seed is not None:
+        vec_env.seed(seed)
+        for i, env in enumerate(envs):
+            env.action_space.seed(seed + i)
+    return vec_env

@@ -1,0 +1,144 @@
+"""BatchedDesignVecEnv: the same results as independent envs stepped one by one, in one decode per step."""
+
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+import designgym
+from designgym.envs.latent_env import LatentDesignEnv
+from designgym.envs.vector import BatchedDesignVecEnv, make_batched_vec_env
+
+
+def independent(env_id: str, n: int, seed: int, **kwargs) -> DummyVecEnv:
+    vec = DummyVecEnv([partial(gym.make, env_id, **kwargs) for _ in range(n)])
+    vec.seed(seed)
+    return vec
+
+
+def assert_same(a, b, where: str) -> None:
+    """Equal structures; floats to 1e-5 relative (the batched decode sums in another order)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (bool, np.bool_, str)) or a is None:
+        assert a == b, where
+    else:
+        np.testing.assert_allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
+                                   rtol=1e-5, atol=1e-6, err_msg=where)
+
+
+CASES = [
+    ("designgym/Cantilever-v0", {}),
+    ("designgym/AMBracket-v0", {"observation_layout": "dict"}),
+    ("designgym/ExtrusionSteps-v0", {"episode_length": 3}),  # episodes end mid-run: auto-reset
+    ("designgym/Extrusion-v0", {"initial_latent": "random"}),
+]
+
+
+@pytest.mark.parametrize("env_id, kwargs", CASES)
+def test_batched_steps_equal_independent_envs(env_id, kwargs):
+    n, seed, steps = 5, 7, 7
+    batched = make_batched_vec_env(env_id, n_envs=n, seed=seed, env_kwargs=kwargs)
+    single = independent(env_id, n, seed, **kwargs)
+    assert_same(batched.reset(), single.reset(), "reset obs")
+    for i in range(n):
+        assert_same(batched.reset_infos[i], single.reset_infos[i], f"reset info {i}")
+    rng = np.random.default_rng(0)
+    ends = 0
+    for t in range(steps):
+        actions = rng.uniform(-1, 1, (n, *batched.action_space.shape)).astype(np.float32)
+        obs_b, rew_b, done_b, info_b = batched.step(actions)
+        obs_s, rew_s, done_s, info_s = single.step(actions)
+        assert_same(obs_b, obs_s, f"obs at step {t}")
+        np.testing.assert_allclose(rew_b, rew_s, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(done_b, done_s)
+        for i in range(n):
+            assert_same(info_b[i], info_s[i], f"info {i} at step {t}")
+            assert np.abs(batched.envs[i].design - single.envs[i].unwrapped.design).max() < 1e-5
+        ends += int(done_b.sum())
+    assert ends > 0  # every case crosses at least one auto-reset
+    batched.close()
+    single.close()
+
+
+def test_one_generator_call_per_step_for_all_envs():
+    vec = make_batched_vec_env("designgym/Cantilever-v0", n_envs=6, seed=0)
+    generator = vec.envs[0].generator
+    assert all(env.generator is generator and env.problem is vec.envs[0].problem for env in vec.envs)
+    calls = []
+    original = generator.decode_numpy
+    generator.decode_numpy = lambda z: calls.append(len(z)) or original(z)
+    vec.reset()
+    assert calls == [6]  # the six zero-latent starts, decoded together once
+    vec.step(np.random.default_rng(1).uniform(-1, 1, (6, 8)).astype(np.float32))
+    # Six new latents in one call; the auto-reset back to the zero latent is served from each env's cache.
+    assert calls == [6, 6]
+
+
+def test_reset_takes_seeds_and_options_like_dummy_vec_env():
+    vec = make_batched_vec_env("designgym/Cantilever-v0", n_envs=2)
+    vec.seed(3)
+    vec.set_options({"conditions": {"volfrac": 0.45}})
+    vec.reset()
+    first = [dict(env.conditions) for env in vec.envs]
+    assert all(c["volfrac"] == 0.45 for c in first)
+    vec.seed(3)
+    vec.reset()  # same seeds, no options this time: the draws repeat, the volume fraction is drawn
+    again = [dict(env.conditions) for env in vec.envs]
+    assert [c["load_y"] for c in again] == [c["load_y"] for c in first]
+    assert all(c["volfrac"] != 0.45 for c in again)
+
+
+def test_sb3_trains_on_it_with_vec_monitor():
+    vec = VecMonitor(make_batched_vec_env("designgym/Extrusion-v0", n_envs=4, seed=0))
+    model = PPO("MlpPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=128)
+    assert model.num_timesteps == 128
+    assert len(model.ep_info_buffer) > 0 and "r" in model.ep_info_buffer[0]
+
+
+def test_attributes_methods_and_images():
+    vec = make_batched_vec_env("designgym/Extrusion-v0", n_envs=2, seed=0, env_kwargs={"render_mode": "rgb_array"})
+    vec.reset()
+    assert vec.get_attr("action_mode") == ["direct", "direct"]
+    vec.set_attr("feature_clip", 50.0, indices=[1])
+    assert vec.get_attr("feature_clip") == [100.0, 50.0]
+    assert [img.shape[2] for img in vec.get_images()] == [3, 3]
+    assert vec.env_method("render", indices=0)[0].dtype == np.uint8
+    assert vec.env_is_wrapped(gym.Wrapper) == [False, False]
+    assert designgym.make_batched_vec_env is make_batched_vec_env
+
+
+def test_bad_envs_are_refused_with_the_fix():
+    env = gym.make("designgym/Extrusion-v0")
+    with pytest.raises(TypeError, match="pass env.unwrapped"):
+        BatchedDesignVecEnv([env])
+    with pytest.raises(ValueError, match="the same env object is given twice"):
+        BatchedDesignVecEnv([env.unwrapped, env.unwrapped])
+    with pytest.raises(ValueError, match="at least one env"):
+        BatchedDesignVecEnv([])
+
+    class Custom(LatentDesignEnv):
+        def step(self, action):
+            return super().step(action)
+
+    custom = Custom(env.unwrapped.problem, env.unwrapped.generator)
+    with pytest.raises(TypeError, match="overrides reset\\(\\) or step\\(\\)"):
+        BatchedDesignVecEnv([custom])
+    other = gym.make("designgym/ExtrusionSteps-v0").unwrapped
+    with pytest.raises(ValueError, match="same observation and action spaces"):
+        BatchedDesignVecEnv([env.unwrapped, gym.make("designgym/Cantilever-v0").unwrapped])
+    with pytest.raises(ValueError, match="n_envs must be >= 1"):
+        make_batched_vec_env("designgym/Extrusion-v0", n_envs=0)
+    # A direct-mode and a delta-mode env with their own generators and problems: two groups each.
+    vec = BatchedDesignVecEnv([env.unwrapped, other])
+    vec.reset()
+    with pytest.raises(ValueError, match="got 1 actions for 2 envs"):
+        vec.step(np.zeros((1, 8), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        vec.step(np.full((2, 8), np.nan, np.float32))
