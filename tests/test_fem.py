@@ -303,3 +303,25 @@ def test_a_singular_matrix_is_a_clear_linalg_error(solver: str) -> None:
     model = FEModel(8, 4, fixed, emin=0.0, solver=solver)
     with pytest.raises(np.linalg.LinAlgError, match="singular.*use emin > 0"):
         model.compliance(density, force)
+
+
+def test_the_latest_two_designs_keep_their_factorisations(monkeypatch):
+    from designgym.envs.structures.fem import FEModel
+
+    fixed, force = cantilever_case(10, 5, 0.5, 0.0)
+    model = FEModel(10, 5, fixed)
+    made = []
+    original = model._factorise
+    monkeypatch.setattr(model, "_factorise", lambda *a: made.append(1) or original(*a))
+    a, b, c = (density_field(10, 5, "binary", s) for s in range(3))
+    for density in (a, b, a, b, a):  # the step design and the reset design of an env, in turn
+        model.compliance(density, force)
+    assert len(made) == 2
+    model.compliance(c, force)  # evicts b, the least recently used
+    model.compliance(a, force)
+    assert len(made) == 3
+    model.compliance(b, force)
+    assert len(made) == 4
+    assert model.compliance(b, force) == FEModel(10, 5, fixed).compliance(b, force)
+    with pytest.raises(ValueError, match="keep_factorisations must be >= 1"):
+        FEModel(10, 5, fixed, keep_factorisations=0)

@@ -195,7 +195,8 @@ class LatentDesignEnv(gym.Env):
         if unknown:
             raise ValueError(f"unknown reset option(s) {unknown}; the options are 'conditions' and 'latent'")
         given = {**self.fixed_conditions, **dict(options.get("conditions") or {})}
-        self._check_partial_conditions(given)
+        if options.get("conditions"):  # the fixed conditions alone were checked in __init__
+            self._check_partial_conditions(given)
         drawn = self.problem.sample_conditions(self.np_random)
         self.conditions = self.problem.check_conditions({**drawn, **given})
 

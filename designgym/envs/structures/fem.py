@@ -97,6 +97,9 @@ class FEModel:
         penal: SIMP penalty.
         emin: Young's modulus of void, which keeps the stiffness matrix non-singular.
         solver: ``"cholmod"``, ``"superlu"`` or ``"auto"`` (CHOLMOD when ``cvxopt`` is installed).
+        keep_factorisations: how many of the latest designs keep their factorisation, so that the
+            same design under another load is one forward and back substitution (an env's start
+            design under each episode's new load case, next to the designs the agent makes).
     """
 
     def __init__(
@@ -108,7 +111,10 @@ class FEModel:
         penal: float = 3.0,
         emin: float = 1e-9,
         solver: Solver = "auto",
+        keep_factorisations: int = 2,
     ) -> None:
+        if keep_factorisations < 1:
+            raise ValueError(f"keep_factorisations must be >= 1, got {keep_factorisations}")
         if nelx < 1 or nely < 1:
             raise ValueError(f"a mesh needs at least one element each way, got {nelx} x {nely}")
         self.nelx, self.nely = int(nelx), int(nely)
@@ -151,9 +157,9 @@ class FEModel:
         self._indices = (unique_keys % nfree).astype(np.int32)
         self._indptr = np.searchsorted(unique_keys // nfree, np.arange(nfree + 1)).astype(np.int32)
         self._nnz = unique_keys.size
-        self._cholmod: tuple[object, object] | None = None  # (matrix, factor), made on first use
-        self._factor_moduli: np.ndarray | None = None  # the design whose factorisation is kept
-        self._superlu: object | None = None
+        self.keep_factorisations = int(keep_factorisations)
+        self._kept: list[tuple[np.ndarray, object]] = []  # (element moduli, factorisation), latest last
+        self._cholmod_matrix: object | None = None  # the cvxopt matrix whose values are replaced per design
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -165,15 +171,9 @@ class FEModel:
     def displacements(self, density: np.ndarray, force: np.ndarray) -> np.ndarray:
         """Solve ``K u = f``; returns the full DOF vector with zeros on the fixed DOFs."""
         force = self._check_force(force)
-        moduli = self.stiffness_moduli(density)
-        # The factorisation of the last design is kept: the same design under another load (an
-        # episode's start design under a new load case, a reference under every load) is one
-        # forward and back substitution instead of a factorisation.
-        if self._factor_moduli is None or not np.array_equal(moduli, self._factor_moduli):
-            self._factorise(self._gather @ moduli)
-            self._factor_moduli = moduli
+        factor = self._factor_for(self.stiffness_moduli(density))
         u = np.zeros(self.ndof)
-        u[self.free] = self._solve(force[self.free])
+        u[self.free] = self._solve(factor, force[self.free])
         return u
 
     def compliance_batch(self, densities: np.ndarray, forces: np.ndarray) -> np.ndarray:
@@ -197,11 +197,8 @@ class FEModel:
         )
         out = np.empty(densities.shape[0])
         for b in range(densities.shape[0]):
-            if self._factor_moduli is None or not np.array_equal(moduli[b], self._factor_moduli):
-                self._factorise(self._gather @ moduli[b])
-                self._factor_moduli = moduli[b]
             f_free = forces[b, self.free]
-            out[b] = float(f_free @ self._solve(f_free))
+            out[b] = float(f_free @ self._solve(self._factor_for(moduli[b]), f_free))
         return out
 
     def compliance(self, density: np.ndarray, force: np.ndarray) -> float:
@@ -221,45 +218,57 @@ class FEModel:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _factorise(self, entries: np.ndarray) -> None:
-        """Factorise the reduced stiffness matrix with these CSC entries, for :meth:`_solve`."""
+    def _factor_for(self, moduli: np.ndarray) -> object:
+        """The factorisation for these element moduli: a kept one, or a new one that evicts the oldest."""
+        for k, (kept_moduli, factor) in enumerate(self._kept):
+            if np.array_equal(kept_moduli, moduli):
+                self._kept.append(self._kept.pop(k))
+                return factor
+        recycled = self._kept.pop(0)[1] if len(self._kept) >= self.keep_factorisations else None
+        factor = self._factorise(self._gather @ moduli, recycled)
+        self._kept.append((moduli.copy(), factor))
+        return factor
+
+    def _factorise(self, entries: np.ndarray, recycled: object | None) -> object:
+        """Factorise the reduced stiffness matrix with these CSC entries (reusing ``recycled``'s memory)."""
         if self.solver == "superlu":
             k = sp.csc_matrix((entries, self._indices, self._indptr), shape=(self.free.size,) * 2)
             try:
-                self._superlu = splu(k, permc_spec="MMD_AT_PLUS_A")
+                return splu(k, permc_spec="MMD_AT_PLUS_A")
             except RuntimeError as exc:  # "Factor is exactly singular"
                 raise np.linalg.LinAlgError(_SINGULAR) from exc
-            return
         from cvxopt import cholmod, matrix
 
-        if self._cholmod is None:
+        if self._cholmod_matrix is None:
             from cvxopt import spmatrix
 
             # The triplets are already in CSC order, so the values of the cvxopt matrix line up
-            # with ``entries`` and are later replaced in place. The symbolic analysis (AMD ordering,
-            # supernodes) depends on the pattern only and is done once.
+            # with ``entries`` and are replaced in place for each design.
             cols = np.repeat(np.arange(self.free.size), np.diff(self._indptr))
-            a = spmatrix(
+            self._cholmod_matrix = spmatrix(
                 matrix(entries),
                 matrix(self._indices.astype(np.int64)),
                 matrix(cols.astype(np.int64)),
                 (self.free.size, self.free.size),
             )
-            self._cholmod = (a, cholmod.symbolic(a, uplo="L"))
-        a, factor = self._cholmod
+        a = self._cholmod_matrix
+        # The symbolic analysis (AMD ordering, supernodes) depends on the pattern only: it is done
+        # once per kept slot, and a numeric factorisation overwrites the evicted design's factor.
+        factor = recycled if recycled is not None else cholmod.symbolic(a, uplo="L")
         a.V = matrix(entries)
         try:
             cholmod.numeric(a, factor)
         except ArithmeticError as exc:  # not positive definite: only with emin = 0 and a void region
             raise np.linalg.LinAlgError(_SINGULAR) from exc
+        return factor
 
-    def _solve(self, rhs: np.ndarray) -> np.ndarray:
+    def _solve(self, factor: object, rhs: np.ndarray) -> np.ndarray:
         if self.solver == "superlu":
-            return self._superlu.solve(rhs)
+            return factor.solve(rhs)
         from cvxopt import cholmod, matrix
 
         b = matrix(np.ascontiguousarray(rhs, dtype=np.float64))
-        cholmod.solve(self._cholmod[1], b)
+        cholmod.solve(factor, b)
         return np.asarray(b).ravel()
 
     def _element_order(self, density: np.ndarray) -> np.ndarray:

@@ -58,6 +58,7 @@ class PointLoadStructure(Problem):
         # that reaches no support; a unit of reward is a factor e in stiffness.
         self.default_violation_weights = {"volume_excess": 10.0, "floating_material": 10.0, "load_path": 2.0}
         self._flexibility: dict[int, np.ndarray] = {}
+        self._solid_model: FEModel | None = None
 
     # -- what a subclass says -------------------------------------------------------------------
 
@@ -92,14 +93,20 @@ class PointLoadStructure(Problem):
 
     def uniform_compliance(self, conditions: Mapping[str, Any]) -> float:
         """Compliance of the uniform field of the target volume: the reference of the reward."""
-        conditions = self.check_conditions(conditions)
+        return self._uniform_compliance(self.check_conditions(conditions))
+
+    def _uniform_compliance(self, conditions: Conditions) -> float:
         node, components = self._load(conditions)
         if node not in self._flexibility:
             # Compliance is quadratic in the force, so a 2x2 flexibility of the solid mesh at the node
             # serves every angle; a uniform field of modulus E is 1/E as compliant as the solid one.
+            # A model of its own keeps the solid mesh's factorisation, so each new load node costs
+            # two substitutions and the designs' kept factorisations are left alone.
+            if self._solid_model is None:
+                self._solid_model = FEModel(self.nelx, self.nely, self._fixed_dofs(), keep_factorisations=1)
             solid = np.ones((self.nely, self.nelx))
             columns = [
-                self.model.displacements(solid, self._point_force(node, unit))[2 * node : 2 * node + 2]
+                self._solid_model.displacements(solid, self._point_force(node, unit))[2 * node : 2 * node + 2]
                 for unit in np.eye(2)
             ]
             self._flexibility[node] = np.column_stack(columns)
@@ -128,7 +135,7 @@ class PointLoadStructure(Problem):
         node, _ = self._load(conditions)
         volume = float(solid.mean())
         objectives = {
-            "log_stiffness_gain": max(math.log(self.uniform_compliance(conditions) / compliance), self.gain_floor),
+            "log_stiffness_gain": max(math.log(self._uniform_compliance(conditions) / compliance), self.gain_floor),
             "compliance": float(compliance),
             "volume_fraction": volume,
         }

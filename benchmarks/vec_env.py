@@ -1,0 +1,93 @@
+"""Env steps per second: the batched vector env against SB3's DummyVecEnv and SubprocVecEnv of single envs.
+
+All three step copies of the same registered env with the same random actions, measured one after
+the other in this process (SubprocVecEnv's workers are separate processes, one per env, each
+limited to one torch thread so that they do not fight over the cores). Each vec env is warmed up
+for a few untimed steps first (loading, first factorisations). Direct-mode envs end their episode
+at every step, so the figures include the automatic reset of every env at every step.
+
+    python benchmarks/vec_env.py                                   # Cantilever-v0, n_envs 1 8 32 128
+    python benchmarks/vec_env.py --env designgym/Extrusion-v0 --n-envs 8 32 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+import designgym
+from designgym.envs.vector import make_batched_vec_env
+
+
+def make_single(env_id: str, torch_threads: int | None = None) -> gym.Env:
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    return gym.make(env_id)
+
+
+def build(kind: str, env_id: str, n: int, seed: int) -> VecEnv:
+    if kind == "batched":
+        return make_batched_vec_env(env_id, n_envs=n, seed=seed)
+    if kind == "dummy":
+        vec: VecEnv = DummyVecEnv([partial(make_single, env_id) for _ in range(n)])
+    else:
+        vec = SubprocVecEnv([partial(make_single, env_id, 1) for _ in range(n)])
+    vec.seed(seed)
+    return vec
+
+
+def steps_per_second(kind: str, env_id: str, n: int, steps: int, warmup: int, seed: int = 0) -> float:
+    vec = build(kind, env_id, n, seed)
+    rng = np.random.default_rng(seed)
+    shape = (n, *vec.action_space.shape)
+    vec.reset()
+    for _ in range(warmup):
+        vec.step(rng.uniform(-1, 1, shape).astype(np.float32))
+    actions = [rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(steps)]
+    start = time.perf_counter()
+    for a in actions:
+        vec.step(a)
+    elapsed = time.perf_counter() - start
+    vec.close()
+    return n * steps / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="designgym/Cantilever-v0")
+    parser.add_argument("--n-envs", type=int, nargs="*", default=[1, 8, 32, 128])
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps of the vec env (default: enough for about 512 env steps, at least 5)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--subproc-max", type=int, default=32,
+                        help="largest n_envs for SubprocVecEnv: each worker is a Python process with torch "
+                             "loaded (about 0.3 GB)")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    torch.set_num_threads(args.torch_threads)
+    env_id = designgym.make(args.env).spec.id
+    print(f"{env_id}; python {platform.python_version()}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads in this process), {platform.machine()}, {os.cpu_count()} cores")
+    print(f"{'n_envs':>6} {'batched':>9} {'dummy':>9} {'subproc':>9} {'vs dummy':>9} {'vs subproc':>11}  (steps/s)")
+    for n in args.n_envs:
+        steps = args.steps or max(5, 512 // n)
+        batched = steps_per_second("batched", env_id, n, steps, args.warmup)
+        dummy = steps_per_second("dummy", env_id, n, steps, args.warmup)
+        if n <= args.subproc_max:
+            subproc = steps_per_second("subproc", env_id, n, steps, args.warmup)
+            sub_text, ratio_text = f"{subproc:9.1f}", f"{batched / subproc:10.1f}x"
+        else:
+            sub_text, ratio_text = f"{'skipped':>9}", f"{'':>11}"
+        print(f"{n:>6} {batched:9.1f} {dummy:9.1f} {sub_text} {batched / dummy:8.1f}x {ratio_text}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
