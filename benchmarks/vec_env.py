@@ -1,9 +1,11 @@
 """Env steps per second: the batched vector env against SB3's DummyVecEnv and SubprocVecEnv of single envs.
 
-All three step copies of the same registered env with the same random actions, measured one after
-the other in this process (SubprocVecEnv's workers are separate processes, one per env, each
-limited to one torch thread so that they do not fight over the cores). Each vec env is warmed up
-for a few untimed steps first (loading, first factorisations). Direct-mode envs end their episode
+All three step copies of the same registered env with the same kind of random actions. The vec envs
+take turns for several rounds and the median of each is shown, so that the machine's drifts in
+speed hit them alike (SubprocVecEnv's workers are separate processes, one per env, each limited
+to one torch thread so that they do not fight over the cores). Each vec env is warmed up for a
+few untimed steps first (loading, first factorisations). The batched env shares each step's
+factorisations between this process and helper processes, one per further CPU core. Direct-mode envs end their episode
 at every step, so the figures include the automatic reset of every env at every step.
 
     python benchmarks/vec_env.py                                   # Cantilever-v0, n_envs 1 8 32 128
@@ -44,20 +46,31 @@ def build(kind: str, env_id: str, n: int, seed: int) -> VecEnv:
     return vec
 
 
-def steps_per_second(kind: str, env_id: str, n: int, steps: int, warmup: int, seed: int = 0) -> float:
-    vec = build(kind, env_id, n, seed)
-    rng = np.random.default_rng(seed)
-    shape = (n, *vec.action_space.shape)
-    vec.reset()
-    for _ in range(warmup):
-        vec.step(rng.uniform(-1, 1, shape).astype(np.float32))
+def timed_steps(vec: VecEnv, steps: int, rng: np.random.Generator) -> float:
+    """Env steps per second over ``steps`` steps of ``vec`` with random actions."""
+    shape = (vec.num_envs, *vec.action_space.shape)
     actions = [rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(steps)]
     start = time.perf_counter()
     for a in actions:
         vec.step(a)
-    elapsed = time.perf_counter() - start
-    vec.close()
-    return n * steps / elapsed
+    return vec.num_envs * steps / (time.perf_counter() - start)
+
+
+def compare(kinds: list[str], env_id: str, n: int, steps: int, warmup: int, rounds: int) -> dict[str, float]:
+    """Median steps/s of each kind; the kinds take turns, round after round, so drifts in the
+    machine's speed hit them alike."""
+    vecs = {kind: build(kind, env_id, n, seed=0) for kind in kinds}
+    rng = np.random.default_rng(0)
+    for vec in vecs.values():
+        vec.reset()
+        timed_steps(vec, warmup, rng)
+    results: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind, vec in vecs.items():
+            results[kind].append(timed_steps(vec, steps, rng))
+    for vec in vecs.values():
+        vec.close()
+    return {kind: float(np.median(values)) for kind, values in results.items()}
 
 
 def main() -> None:
@@ -67,6 +80,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps of the vec env (default: enough for about 512 env steps, at least 5)")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="turns each vec env takes; the median is shown")
     parser.add_argument("--subproc-max", type=int, default=32,
                         help="largest n_envs for SubprocVecEnv: each worker is a Python process with torch "
                              "loaded (about 0.3 GB)")
@@ -79,14 +93,14 @@ def main() -> None:
     print(f"{'n_envs':>6} {'batched':>9} {'dummy':>9} {'subproc':>9} {'vs dummy':>9} {'vs subproc':>11}  (steps/s)")
     for n in args.n_envs:
         steps = args.steps or max(5, 512 // n)
-        batched = steps_per_second("batched", env_id, n, steps, args.warmup)
-        dummy = steps_per_second("dummy", env_id, n, steps, args.warmup)
-        if n <= args.subproc_max:
-            subproc = steps_per_second("subproc", env_id, n, steps, args.warmup)
-            sub_text, ratio_text = f"{subproc:9.1f}", f"{batched / subproc:10.1f}x"
+        kinds = ["batched", "dummy"] + (["subproc"] if n <= args.subproc_max else [])
+        r = compare(kinds, env_id, n, steps, args.warmup, args.rounds)
+        if "subproc" in r:
+            sub_text, ratio_text = f"{r['subproc']:9.1f}", f"{r['batched'] / r['subproc']:10.1f}x"
         else:
             sub_text, ratio_text = f"{'skipped':>9}", f"{'':>11}"
-        print(f"{n:>6} {batched:9.1f} {dummy:9.1f} {sub_text} {batched / dummy:8.1f}x {ratio_text}", flush=True)
+        print(f"{n:>6} {r['batched']:9.1f} {r['dummy']:9.1f} {sub_text} {r['batched'] / r['dummy']:8.1f}x {ratio_text}",
+              flush=True)
 
 
 if __name__ == "__main__":

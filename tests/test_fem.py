@@ -325,3 +325,79 @@ def test_the_latest_two_designs_keep_their_factorisations(monkeypatch):
     assert model.compliance(b, force) == FEModel(10, 5, fixed).compliance(b, force)
     with pytest.raises(ValueError, match="keep_factorisations must be >= 1"):
         FEModel(10, 5, fixed, keep_factorisations=0)
+
+
+def test_helper_processes_give_the_same_compliances_and_stop_on_close():
+    from designgym.envs.structures.fem import FEModel
+
+    nelx, nely = 16, 8
+    fixed = cantilever_case(nelx, nely, 0.0, 0.0)[0]
+    designs = [density_field(nelx, nely, "binary", s) for s in range(5)]
+    designs += [designs[0]] * 3  # one design under several loads: factorised once
+    cases = zip(np.linspace(0, 1, 8), np.linspace(-60, 60, 8), strict=True)
+    forces = [cantilever_case(nelx, nely, y, a)[1] for y, a in cases]
+    one = FEModel(nelx, nely, fixed).compliance_batch(np.stack(designs), np.stack(forces))
+    model = FEModel(nelx, nely, fixed, processes=3)
+    try:
+        shared = model.compliance_batch(np.stack(designs), np.stack(forces))
+        procs = list(model._helpers.procs)
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+        np.testing.assert_array_equal(shared, one)
+        # A second batch reuses the helpers.
+        np.testing.assert_array_equal(model.compliance_batch(np.stack(designs), np.stack(forces)), one)
+        assert model._helpers.procs == procs
+    finally:
+        model.close()
+    assert all(p.poll() == 0 for p in procs)  # stopped, and cleanly
+
+
+def test_a_lost_helper_costs_a_warning_not_the_results():
+    from designgym.envs.structures.fem import FEModel
+
+    fixed, force = cantilever_case(12, 6, 0.5, 0.0)
+    designs = np.stack([density_field(12, 6, "binary", s) for s in range(4)])
+    expected = FEModel(12, 6, fixed).compliance_batch(designs, np.stack([force] * 4))
+    model = FEModel(12, 6, fixed, processes=2)
+    try:
+        model.compliance_batch(designs * 0.9 + 0.1, np.stack([force] * 4))
+        model._helpers.procs[0].kill()
+        model._helpers.procs[0].wait()
+        with pytest.warns(UserWarning, match="FEM helper process stopped"):
+            got = model.compliance_batch(designs, np.stack([force] * 4))
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(model.compliance_batch(designs[::-1], np.stack([force] * 4)), expected[::-1])
+    finally:
+        model.close()
+
+
+def test_helpers_work_from_a_script_without_a_main_guard(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from designgym.envs.structures.fem import FEModel\n"
+        "m = FEModel(8, 4, np.arange(10), processes=2)\n"
+        "f = np.zeros(m.ndof); f[-1] = -1.0\n"
+        "d = np.ones((3, 4, 8)) * [[[1.0]], [[0.5]], [[0.8]]]\n"
+        "print(m.compliance_batch(d, np.stack([f] * 3)).round(6).tolist())\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(eval(result.stdout)) == 3
+
+
+def test_a_helper_error_is_raised_in_the_caller():
+    from designgym.envs.structures.fem import FEModel
+
+    fixed, force = cantilever_case(8, 4, 0.5, 0.0)
+    bad = np.ones((4, 8))
+    bad[1:3, 3:5] = 0.0  # singular with emin = 0
+    model = FEModel(8, 4, fixed, emin=0.0, processes=2)
+    try:
+        with pytest.raises(np.linalg.LinAlgError, match="singular"):
+            model.compliance_batch(np.stack([np.ones((4, 8)), bad, bad * 0 + 1, bad]), np.stack([force] * 4))
+        assert model.compliance_batch(np.ones((2, 4, 8)), np.stack([force] * 2)).shape == (2,)  # still usable
+    finally:
+        model.close()

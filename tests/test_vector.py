@@ -33,17 +33,18 @@ def assert_same(a, b, where: str) -> None:
 
 
 CASES = [
-    ("designgym/Cantilever-v0", {}),
-    ("designgym/AMBracket-v0", {"observation_layout": "dict"}),
-    ("designgym/ExtrusionSteps-v0", {"episode_length": 3}),  # episodes end mid-run: auto-reset
-    ("designgym/Extrusion-v0", {"initial_latent": "random"}),
+    ("designgym/Cantilever-v0", {}, 2),  # the designs' factorisations shared with a helper process
+    ("designgym/AMBracket-v0", {"observation_layout": "dict"}, 1),
+    ("designgym/ExtrusionSteps-v0", {"episode_length": 3}, 1),  # episodes end mid-run: auto-reset
+    ("designgym/Extrusion-v0", {"initial_latent": "random"}, 1),
 ]
 
 
-@pytest.mark.parametrize("env_id, kwargs", CASES)
-def test_batched_steps_equal_independent_envs(env_id, kwargs):
+@pytest.mark.parametrize("env_id, kwargs, processes", CASES)
+def test_batched_steps_equal_independent_envs(env_id, kwargs, processes):
     n, seed, steps = 5, 7, 7
-    batched = make_batched_vec_env(env_id, n_envs=n, seed=seed, env_kwargs=kwargs)
+    batched = make_batched_vec_env(env_id, n_envs=n, seed=seed, env_kwargs=kwargs, processes=processes)
+    assert batched.envs[0].problem.batch_processes == processes
     single = independent(env_id, n, seed, **kwargs)
     assert_same(batched.reset(), single.reset(), "reset obs")
     for i in range(n):
@@ -135,6 +136,8 @@ def test_bad_envs_are_refused_with_the_fix():
         BatchedDesignVecEnv([env.unwrapped, gym.make("designgym/Cantilever-v0").unwrapped])
     with pytest.raises(ValueError, match="n_envs must be >= 1"):
         make_batched_vec_env("designgym/Extrusion-v0", n_envs=0)
+    with pytest.raises(ValueError, match="processes must be >= 1"):
+        make_batched_vec_env("designgym/Extrusion-v0", n_envs=2, processes=0)
     # A direct-mode and a delta-mode env with their own generators and problems: two groups each.
     vec = BatchedDesignVecEnv([env.unwrapped, other])
     vec.reset()

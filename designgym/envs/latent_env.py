@@ -175,6 +175,10 @@ class LatentDesignEnv(gym.Env):
         self._decode_and_evaluate()
         return self._end_step()
 
+    def close(self) -> None:
+        self.problem.close()
+        super().close()
+
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
             gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")

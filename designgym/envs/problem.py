@@ -76,6 +76,9 @@ class Problem(abc.ABC):
     name: ClassVar[str] = "problem"
     #: Tolerance under which a violation still counts as satisfied.
     feasibility_tolerance: float = 1e-9
+    #: Processes that :meth:`evaluate_batch` may share its work among (1: only the calling one).
+    #: Problems that cannot split a batch ignore it; the results never depend on it.
+    batch_processes: int = 1
 
     conditions_space: spaces.Dict
     design_space: spaces.Box
@@ -112,6 +115,9 @@ class Problem(abc.ABC):
         checked = [self.check_design(d) for d in designs]
         checked_conditions = [self.check_conditions(c) for c in conditions]
         return [self._verdict(*result) for result in self._evaluate_batch(checked, checked_conditions)]
+
+    def close(self) -> None:  # noqa: B027 - a no-op unless the problem starts something
+        """Release what the problem started (helper processes); it stays usable and restarts them."""
 
     def _verdict(self, objectives: Mapping[str, float], violations: Mapping[str, float]) -> Evaluation:
         objectives = {k: float(v) for k, v in objectives.items()}

@@ -17,6 +17,7 @@ and in ``VecNormalize`` as usual. Gymnasium wrappers are not applied inside it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -119,7 +120,7 @@ class BatchedDesignVecEnv(VecEnv):
         return self._obs_from_buf(), rewards, dones, infos
 
     def close(self) -> None:
-        for env in self.envs:
+        for env in self.envs:  # shared problems stop their helper processes on the first call
             env.close()
 
     def get_images(self) -> Sequence[np.ndarray | None]:
@@ -183,6 +184,7 @@ def make_batched_vec_env(
     n_envs: int = 1,
     seed: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    processes: int | None = None,
 ) -> BatchedDesignVecEnv:
     """``n_envs`` copies of a registered design env that share one problem and one generator.
 
@@ -194,16 +196,24 @@ def make_batched_vec_env(
         n_envs: how many copies.
         seed: base seed, or ``None``.
         env_kwargs: arguments for ``gymnasium.make`` (``action_mode``, ``device``, ...).
+        processes: processes that share each step's evaluations, where the problem can split a
+            batch (the structures: each process factorises its share of the designs). Default:
+            the CPU cores this process may use. The results do not depend on it.
     """
     from designgym.envs.registration import resolve_env_id
 
     if n_envs < 1:
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    if processes is None:
+        processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
     env_id = resolve_env_id(env_id)
     kwargs = dict(env_kwargs or {})
     first = gym.make(env_id, **kwargs).unwrapped
     if not isinstance(first, LatentDesignEnv):
         raise TypeError(f"{env_id} is not a LatentDesignEnv ({type(first).__name__}); use DummyVecEnv for it")
+    first.problem.batch_processes = min(int(processes), n_envs)
     shared = {**kwargs, "problem": first.problem, "generator": first.generator}
     envs = [first] + [gym.make(env_id, **shared).unwrapped for _ in range(n_envs - 1)]
     vec_env = BatchedDesignVecEnv(envs)

@@ -23,7 +23,13 @@ to about 1e-12; CHOLMOD is five to ten times faster at 64 x 32 (``benchmarks/fem
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+import weakref
+from typing import BinaryIO, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -100,6 +106,9 @@ class FEModel:
         keep_factorisations: how many of the latest designs keep their factorisation, so that the
             same design under another load is one forward and back substitution (an env's start
             design under each episode's new load case, next to the designs the agent makes).
+        processes: processes that :meth:`compliance_batch` shares its factorisations among: this
+            one and ``processes - 1`` helper processes, started on first use and stopped by
+            :meth:`close` or at exit. The results are the same as with one process.
     """
 
     def __init__(
@@ -112,7 +121,10 @@ class FEModel:
         emin: float = 1e-9,
         solver: Solver = "auto",
         keep_factorisations: int = 2,
+        processes: int = 1,
     ) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
         if keep_factorisations < 1:
             raise ValueError(f"keep_factorisations must be >= 1, got {keep_factorisations}")
         if nelx < 1 or nely < 1:
@@ -158,6 +170,9 @@ class FEModel:
         self._indptr = np.searchsorted(unique_keys // nfree, np.arange(nfree + 1)).astype(np.int32)
         self._nnz = unique_keys.size
         self.keep_factorisations = int(keep_factorisations)
+        self.processes = int(processes)
+        self._helpers: _HelperPool | None = None
+        self._init_args = (self.nelx, self.nely, fixed, self.nu, self.penal, self.emin, self.solver)
         self._kept: list[tuple[np.ndarray, object]] = []  # (element moduli, factorisation), latest last
         self._cholmod_matrix: object | None = None  # the cvxopt matrix whose values are replaced per design
 
@@ -196,10 +211,57 @@ class FEModel:
             E0 - self.emin
         )
         out = np.empty(densities.shape[0])
+        # Each distinct design is factorised once, however many loads it carries (a batch of resets
+        # is often one start design under many load cases).
+        groups: dict[bytes, list[int]] = {}
         for b in range(densities.shape[0]):
-            f_free = forces[b, self.free]
-            out[b] = float(f_free @ self._solve(self._factor_for(moduli[b]), f_free))
+            groups.setdefault(moduli[b].tobytes(), []).append(b)
+        local = list(groups.values())
+        remote: list[list[int]] = []
+        if self.processes > 1 and len(local) > 1:
+            # Designs already factorised here stay here; the new ones are shared out evenly between
+            # this process and the helpers, which work while this one does its part.
+            kept = [g for g in local if self._kept_index(moduli[g[0]]) is not None]
+            new = [g for g in local if self._kept_index(moduli[g[0]]) is None]
+            n_remote = len(new) * (self.processes - 1) // self.processes
+            remote, local = new[:n_remote], kept + new[n_remote:]
+            try:
+                pending = self._helper_pool().submit(
+                    [(moduli[g[0]], [_sparse(forces[b, self.free]) for b in g]) for g in remote]
+                )
+            except _HelperLost as exc:
+                warnings.warn(f"{exc}; its designs are evaluated here and new helpers start next time", stacklevel=2)
+                self.close()
+                local, remote = local + remote, []
+        try:
+            for group in local:
+                for b in group:
+                    out[b] = self._compliance_of(moduli[group[0]], forces[b])
+        finally:
+            results = None
+            if remote:  # collect every reply, even after an error here, so the pipes stay in step
+                try:
+                    results = pending.result()
+                except _HelperLost as exc:
+                    warnings.warn(f"{exc}; its designs are evaluated here and new helpers start next time",
+                                  stacklevel=2)
+                    self.close()
+        if remote:
+            if results is None:
+                results = [[self._compliance_of(moduli[g[0]], forces[b]) for b in g] for g in remote]
+            for group, values in zip(remote, results, strict=True):
+                out[group] = values
         return out
+
+    def _compliance_of(self, moduli: np.ndarray, force: np.ndarray) -> float:
+        f_free = force[self.free]
+        return float(f_free @ self._solve(self._factor_for(moduli), f_free))
+
+    def close(self) -> None:
+        """Stop the helper processes of :attr:`processes`, if any were started."""
+        if self._helpers is not None:
+            helpers, self._helpers = self._helpers, None
+            helpers.close()
 
     def compliance(self, density: np.ndarray, force: np.ndarray) -> float:
         """``f^T u``: the work of the load, low for stiff structures."""
@@ -218,12 +280,18 @@ class FEModel:
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    def _kept_index(self, moduli: np.ndarray) -> int | None:
+        for k, (kept_moduli, _) in enumerate(self._kept):
+            if np.array_equal(kept_moduli, moduli):
+                return k
+        return None
+
     def _factor_for(self, moduli: np.ndarray) -> object:
         """The factorisation for these element moduli: a kept one, or a new one that evicts the oldest."""
-        for k, (kept_moduli, factor) in enumerate(self._kept):
-            if np.array_equal(kept_moduli, moduli):
-                self._kept.append(self._kept.pop(k))
-                return factor
+        k = self._kept_index(moduli)
+        if k is not None:
+            self._kept.append(self._kept.pop(k))
+            return self._kept[-1][1]
         recycled = self._kept.pop(0)[1] if len(self._kept) >= self.keep_factorisations else None
         factor = self._factorise(self._gather @ moduli, recycled)
         self._kept.append((moduli.copy(), factor))
@@ -271,6 +339,19 @@ class FEModel:
         cholmod.solve(factor, b)
         return np.asarray(b).ravel()
 
+    def _helper_pool(self) -> _HelperPool:
+        if self._helpers is None or self._helpers.size != self.processes - 1:
+            self.close()
+            self._helpers = _HelperPool(self.processes - 1, self._init_args)
+            weakref.finalize(self, self._helpers.close)
+        return self._helpers
+
+    def __getstate__(self) -> dict:
+        # cvxopt objects and helper processes do not pickle; a copy factorises afresh.
+        state = dict(self.__dict__)
+        state.update(_kept=[], _cholmod_matrix=None, _helpers=None)
+        return state
+
     def _element_order(self, density: np.ndarray) -> np.ndarray:
         density = np.asarray(density, dtype=np.float64)
         if density.shape != (self.nely, self.nelx):
@@ -282,3 +363,118 @@ class FEModel:
         if force.shape != (self.ndof,):
             raise ValueError(f"force must be a vector of {self.ndof} DOF values, got shape {force.shape}")
         return force
+
+
+def _sparse(vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    nonzero = np.flatnonzero(vector)
+    return nonzero, vector[nonzero]
+
+
+def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
+    """A helper process's loop: factorise the designs it is sent and return their compliances."""
+    nelx, nely, fixed, nu, penal, emin, solver = pickle.load(stdin)
+    model = FEModel(nelx, nely, fixed, nu=nu, penal=penal, emin=emin, solver=solver)
+    nfree = model.free.size
+    while True:
+        try:
+            jobs = pickle.load(stdin)
+        except EOFError:
+            return
+        try:
+            results = []
+            for moduli, loads in jobs:
+                factor = model._factor_for(moduli)
+                values = []
+                for index, value in loads:
+                    rhs = np.zeros(nfree)
+                    rhs[index] = value
+                    values.append(float(rhs @ model._solve(factor, rhs)))
+                results.append(values)
+            reply: tuple = ("ok", results)
+        except Exception as exc:  # raised again in the caller
+            reply = ("error", type(exc).__name__, str(exc))
+        pickle.dump(reply, stdout)
+        stdout.flush()
+
+
+class _Pending:
+    def __init__(self, pool: _HelperPool, sizes: list[int]) -> None:
+        self.pool, self.sizes = pool, sizes
+
+    def result(self) -> list[list[float]]:
+        """Every helper's reply in job order; a helper's error is raised after all replies are read."""
+        out: list[list[float]] = []
+        error: Exception | None = None
+        for proc, size in zip(self.pool.procs, self.sizes, strict=True):
+            if size == 0:
+                continue
+            try:
+                reply = pickle.load(proc.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError) as exc:
+                raise _HelperLost(f"an FEM helper process stopped (exit code {proc.poll()})") from exc
+            if reply[0] == "error":
+                kind = {"LinAlgError": np.linalg.LinAlgError, "ValueError": ValueError}.get(reply[1], RuntimeError)
+                error = error or kind(reply[2])
+            else:
+                out.extend(reply[1])
+        if error is not None:
+            raise error
+        return out
+
+
+class _HelperLost(RuntimeError):
+    pass
+
+
+class _HelperPool:
+    """Helper processes, each with its own FEModel, fed through pipes.
+
+    Each runs this file as a script (``python fem.py``): it imports only numpy, scipy and cvxopt,
+    starts in well under a second, and does not re-run the caller's main module, so a script
+    without an ``if __name__ == "__main__"`` guard is safe.
+    """
+
+    def __init__(self, size: int, init_args: tuple) -> None:
+        self.size = size
+        self.procs: list[subprocess.Popen] = []
+        for _ in range(size):
+            proc = subprocess.Popen([sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE)
+            pickle.dump(init_args, proc.stdin)
+            proc.stdin.flush()
+            self.procs.append(proc)
+
+    def submit(self, jobs: list) -> _Pending:
+        # Contiguous chunks, so the results come back in the order of the jobs.
+        bounds = np.linspace(0, len(jobs), self.size + 1).astype(int)
+        chunks = [jobs[bounds[i] : bounds[i + 1]] for i in range(self.size)]
+        for proc, chunk in zip(self.procs, chunks, strict=True):
+            if chunk:
+                try:
+                    pickle.dump(chunk, proc.stdin)
+                    proc.stdin.flush()
+                except OSError as exc:
+                    raise _HelperLost(f"an FEM helper process stopped (exit code {proc.poll()})") from exc
+        return _Pending(self, [len(c) for c in chunks])
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                proc.stdin.close()  # the helper sees the end of its input and exits
+            except OSError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        self.procs = []
+
+
+if __name__ == "__main__":  # a helper process of _HelperPool
+    _stdout = sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the replies
+    _serve(sys.stdin.buffer, _stdout)

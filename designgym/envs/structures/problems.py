@@ -125,8 +125,14 @@ class PointLoadStructure(Problem):
             return []
         solids = [solid_mask(d) for d in designs]
         forces = np.stack([self._point_force(*self._load(c)) for c in conditions])
+        if self.batch_processes < 1:
+            raise ValueError(f"batch_processes must be >= 1, got {self.batch_processes}")
+        self.model.processes = int(self.batch_processes)
         compliances = self.model.compliance_batch(np.stack(solids).astype(np.float64), forces)
         return [self._judge(*args) for args in zip(solids, conditions, compliances, strict=True)]
+
+    def close(self) -> None:
+        self.model.close()
 
     def _judge(
         self, solid: np.ndarray, conditions: Conditions, compliance: float
