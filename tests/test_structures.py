@@ -159,3 +159,20 @@ def test_am_bracket_checks_its_build_direction_and_draws_the_plate(bracket):
     assert image.shape == (16 * 8, 32 * 8 + 4, 3)
     plate = image[:, :4]  # "right": layers grow toward +x from a plate against the clamped left edge
     assert (plate == np.array([30, 110, 50], dtype=np.uint8)).all()
+
+
+@pytest.mark.parametrize("name", ["cantilever", "mbb"])
+def test_uniform_reference_table_covers_every_load_node_at_once(name):
+    from designgym import make_problem
+
+    problem = make_problem(name, nelx=24, nely=8)
+    rng = np.random.default_rng(0)
+    first = problem.sample_conditions(rng)
+    problem.uniform_compliance(first)
+    filled = set(problem._flexibility)
+    for _ in range(20):  # any other load case is a table lookup now, and equals a direct solve
+        c = problem.sample_conditions(rng)
+        direct = problem.model.compliance(np.full((8, 24), c["volfrac"]), problem.force_vector(c))
+        assert problem.uniform_compliance(c) == pytest.approx(direct, rel=1e-9)
+    assert set(problem._flexibility) == filled
+    assert len(filled) == (9 if name == "cantilever" else 13)

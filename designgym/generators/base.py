@@ -69,14 +69,16 @@ class Generator(nn.Module, abc.ABC):
                 f"(batch, {self.latent_dim}), got {tuple(z.shape)}"
             )
         was_training = self.training
-        self.eval()
+        if was_training:  # switching modes walks every submodule: only when needed
+            self.eval()
         try:
             # cuDNN may otherwise pick kernels that sum in a different order from call to call, and
             # the same seed must give the same design (Gymnasium's seeding contract).
             with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
                 return self._decode(z)
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     def decode_numpy(self, z: np.ndarray) -> np.ndarray:
         """:meth:`decode` with numpy in and ``float32`` numpy out."""

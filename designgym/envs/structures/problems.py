@@ -58,7 +58,6 @@ class PointLoadStructure(Problem):
         # that reaches no support; a unit of reward is a factor e in stiffness.
         self.default_violation_weights = {"volume_excess": 10.0, "floating_material": 10.0, "load_path": 2.0}
         self._flexibility: dict[int, np.ndarray] = {}
-        self._solid_model: FEModel | None = None
 
     # -- what a subclass says -------------------------------------------------------------------
 
@@ -73,6 +72,10 @@ class PointLoadStructure(Problem):
     @abc.abstractmethod
     def _anchored_cells(self) -> np.ndarray:
         """Elements that touch a support: material joined to them is held."""
+
+    def _load_nodes(self) -> list[int]:
+        """Every node a load can act on (for the table of uniform references); empty if unknown."""
+        return []
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -100,16 +103,17 @@ class PointLoadStructure(Problem):
         if node not in self._flexibility:
             # Compliance is quadratic in the force, so a 2x2 flexibility of the solid mesh at the node
             # serves every angle; a uniform field of modulus E is 1/E as compliant as the solid one.
-            # A model of its own keeps the solid mesh's factorisation, so each new load node costs
-            # two substitutions and the designs' kept factorisations are left alone.
-            if self._solid_model is None:
-                self._solid_model = FEModel(self.nelx, self.nely, self._fixed_dofs(), keep_factorisations=1)
+            # The table is filled for every node a load can act on at once: one factorisation of
+            # the solid mesh (in a model of its own, so the designs' kept factorisations are left
+            # alone) and two substitutions per node, instead of work spread over many episodes.
+            solid_model = FEModel(self.nelx, self.nely, self._fixed_dofs(), keep_factorisations=1)
             solid = np.ones((self.nely, self.nelx))
-            columns = [
-                self._solid_model.displacements(solid, self._point_force(node, unit))[2 * node : 2 * node + 2]
-                for unit in np.eye(2)
-            ]
-            self._flexibility[node] = np.column_stack(columns)
+            for n in {node, *self._load_nodes()} - set(self._flexibility):
+                columns = [
+                    solid_model.displacements(solid, self._point_force(n, unit))[2 * n : 2 * n + 2]
+                    for unit in np.eye(2)
+                ]
+                self._flexibility[n] = np.column_stack(columns)
         modulus = self.model.emin + conditions["volfrac"] ** self.model.penal * (1 - self.model.emin)
         return float(components @ self._flexibility[node] @ components) / modulus
 
@@ -234,6 +238,9 @@ class Cantilever(PointLoadStructure):
         cells[:, 0] = True
         return cells
 
+    def _load_nodes(self) -> list[int]:
+        return [node_id(self.nely, self.nelx, row) for row in range(self.nely + 1)]
+
 
 class AMBracket(Cantilever):
     """The cantilever bracket made by additive manufacturing: printable without supports, no thin struts.
@@ -350,3 +357,8 @@ class MBB(PointLoadStructure):
         cells = np.zeros((self.nely, self.nelx), dtype=bool)
         cells[-1, -1] = True
         return cells
+
+    def _load_nodes(self) -> list[int]:
+        space = self.conditions_space["load_x"]
+        cols = range(int(round(float(space.low) * self.nelx)), int(round(float(space.high) * self.nelx)) + 1)
+        return [node_id(self.nely, col, 0) for col in cols]
