@@ -61,8 +61,13 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from designgym.agents.training import TrainConfig, train
+    from designgym.agents.training import TrainConfig, resume, train
 
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    argv = ["designgym", *sys.argv[1:]]
+    if args.resume is not None:
+        result = resume(args.resume, timesteps=args.timesteps, progress=progress, argv=argv)
+        return _report_training(result, args.json)
     config = TrainConfig(
         env=args.env,
         algo=args.algo,
@@ -71,15 +76,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         n_envs=args.n_envs,
         vec_env=args.vec_env,
         device=args.device,
+        hyperparams_file=None if args.hyperparams is None else str(args.hyperparams),
         hyperparams=_key_values(args.params, "--params"),
         env_kwargs=_key_values(args.env_kwargs, "--env-kwargs"),
         out=str(args.out),
         run_name=args.run_name,
         eval_episodes=args.eval_episodes,
-        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        eval_freq=args.eval_freq,
+        save_freq=args.save_freq,
+        tensorboard_log=None if args.tensorboard_log is None else str(args.tensorboard_log),
+        progress=progress,
     )
-    result = train(config, argv=["designgym", *sys.argv[1:]])
-    if args.json:
+    return _report_training(train(config, argv=argv), args.json)
+
+
+def _report_training(result, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
     m = result.metrics
@@ -97,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"  designs         {result.run_dir / 'designs.png'}")
     print(f"  learning curve  {result.run_dir / 'learning_curve.png'}")
     print(f"  tensorboard     tensorboard --logdir {result.run_dir / 'tb'}")
+    print(f"  resume          designgym train --resume {result.run_dir} --timesteps <more>")
     return 0
 
 
@@ -147,18 +160,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an agent on a design environment")
     p.add_argument("--env", default="designgym/Extrusion-v0", help="env id (default: %(default)s)")
     p.add_argument("--algo", default="ppo", help="ppo, a2c, sac or td3 (default: %(default)s)")
-    p.add_argument("--timesteps", type=int, default=20_000, help="environment steps (default: %(default)s)")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help="environment steps (default: n_timesteps of the hyperparameters; with --resume: the "
+                        "run's total, which this raises)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-envs", type=int, default=4, help="environments stepped together (default: %(default)s)")
+    p.add_argument("--n-envs", type=int, default=None,
+                   help="environments stepped together (default: n_envs of the hyperparameters)")
     p.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc", "batched"],
                    help="how the envs are stepped: one by one in this process, one process each, or "
                         "batched (one generator pass and one batched evaluation per step) (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE", help="algorithm hyperparameters")
+    p.add_argument("--hyperparams", type=Path, default=None, metavar="FILE",
+                   help="YAML hyperparameters by env id, RL Zoo format, read over the shipped ones")
+    p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="hyperparameters over the files (n_steps=128 learning_rate=lin_3e-4 ...)")
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="arguments of the env")
     p.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of run folders")
     p.add_argument("--run-name", default=None, help="run folder name (default: env_algo_seed_time)")
-    p.add_argument("--eval-episodes", type=int, default=32, help="seeded episodes for the final evaluation")
+    p.add_argument("--eval-episodes", type=int, default=32,
+                   help="episodes of each periodic evaluation and of the final one (default: %(default)s)")
+    p.add_argument("--eval-freq", type=int, default=None,
+                   help="env steps between evaluations that keep best_model.zip (0: none; default: a tenth)")
+    p.add_argument("--save-freq", type=int, default=None,
+                   help="env steps between checkpoints (0: none; default: a tenth of the run)")
+    p.add_argument("--tensorboard-log", type=Path, default=None, help="TensorBoard folder (default: RUN/tb)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue that run from its latest checkpoint; the other settings come from it")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on in a terminal)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

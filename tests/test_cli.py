@@ -93,3 +93,56 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites_one(tmp_path):
     again = designgym(*args)
     assert again.returncode == 2 and "already exists" in again.stderr
     assert (run / "model.zip").read_bytes() == before
+
+
+def tensorboard_contents(tb_dir):
+    """Tags of a run's event files, read with TensorBoard's own reader: scalars (with their values),
+    images, and the plugins that wrote summaries (hparams)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    (run,) = [p for p in tb_dir.iterdir() if p.is_dir()]
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    scalars = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    plugins = set()
+    for file in run.glob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(file)).Load():
+            plugins.update((v.tag, v.metadata.plugin_data.plugin_name) for v in event.summary.value)
+    return scalars, events.Tags()["images"], plugins, events
+
+
+@pytest.mark.parametrize("algo, steps, params", [
+    ("ppo", 2048, ["n_steps=256", "batch_size=64"]),
+    ("sac", 1024, ["learning_starts=200", "batch_size=64", "train_freq=2"]),
+])
+def test_train_from_the_cli_logs_designs_and_hparams_and_resumes(tmp_path, algo, steps, params):
+    args = ["train", "--env", "Cantilever-v0", "--algo", algo, "--timesteps", str(steps), "--n-envs", "2",
+            "--eval-episodes", "4", "--eval-freq", str(steps // 4), "--save-freq", str(steps // 4),
+            "--out", str(tmp_path), "--run-name", algo, "--json", "--device", "cpu", "--params", *params]
+    result = designgym(*args)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / algo
+    for name in ("model.zip", "best_model.zip", "evaluations.npz", "config.json", "command.txt", "metrics.json",
+                 "designs.png", "learning_curve.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert len(list((run / "checkpoints").glob("model_*_steps.zip"))) == 2
+
+    scalars, images, plugins, events = tensorboard_contents(run / "tb")
+    wanted = ["rollout/ep_rew_mean", "eval/mean_reward", "design/feasible_rate", "design/objective/log_stiffness_gain",
+              "design/objective/compliance", "design/reward/objective_improvement",
+              "design/reward/penalty/volume_excess", "design/violation/volume_excess",
+              "design/violation/floating_material", "design/violation/load_path"]
+    for tag in wanted:
+        assert scalars.get(tag) and np.all(np.isfinite(scalars[tag])), tag
+    assert {"designs/best", "designs/evaluation"} <= set(images)
+    assert events.Images("designs/evaluation")[-1].step == steps
+    assert ("_hparams_/experiment", "hparams") in plugins and ("_hparams_/session_start_info", "hparams") in plugins
+
+    more = designgym("train", "--resume", str(run), "--timesteps", str(steps + steps // 2), "--json",
+                     "--no-progress")
+    assert more.returncode == 0, more.stderr
+    assert json.loads(more.stdout)["metrics"]["timesteps"] == steps + steps // 2
+    scalars, *_ = tensorboard_contents(run / "tb")
+    steps_logged = [e.step for e in tensorboard_contents(run / "tb")[3].Scalars("eval/mean_reward")]
+    assert steps_logged == sorted(steps_logged) and steps_logged[-1] == steps + steps // 2  # continued, not restarted

@@ -75,3 +75,57 @@ def test_subproc_vec_env_runs_each_env_in_its_own_process(tmp_path):
     result = train(config)
     assert len(list((result.run_dir / "monitor").glob("*.monitor.csv"))) == 2
     assert json.loads((result.run_dir / "config.json").read_text())["vec_env"] == "subproc"
+
+
+def test_run_folder_has_best_model_evaluations_checkpoints_and_normalisation(tmp_path):
+    config = TrainConfig(env="designgym/Extrusion-v0", timesteps=256, n_envs=2, out=str(tmp_path), run_name="n",
+                         eval_episodes=2, eval_freq=64, save_freq=64, device="cpu",
+                         hyperparams={**TINY["ppo"], "normalize": True})
+    result = train(config)
+    run = result.run_dir
+    for name in ("model.zip", "best_model.zip", "evaluations.npz", "vecnormalize.pkl", "config.json"):
+        assert (run / name).stat().st_size > 0, name
+    evaluations = np.load(run / "evaluations.npz")
+    assert evaluations["timesteps"].tolist() == [64, 128, 192, 256]
+    assert evaluations["results"].shape == (4, 2)
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert checkpoints == ["model_192_steps.zip", "model_256_steps.zip",
+                           "vecnormalize_192_steps.pkl", "vecnormalize_256_steps.pkl"]  # the latest two
+    resolved = json.loads((run / "config.json").read_text())["resolved_hyperparams"]
+    assert resolved["normalize"] is True and resolved["n_steps"] == 32
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_resume_continues_the_step_count_from_the_latest_checkpoint(tmp_path, algo):
+    from designgym.agents.training import resume
+
+    config = TrainConfig(env="designgym/Extrusion-v0", algo=algo, timesteps=128, n_envs=2, out=str(tmp_path),
+                         run_name="r", eval_episodes=2, save_freq=64, eval_freq=64, device="cpu",
+                         hyperparams=TINY[algo])
+    first = train(config)
+    if algo == "sac":
+        assert (first.run_dir / "checkpoints" / "replay_buffer_128_steps.pkl").exists()
+    (first.run_dir / "model.zip").unlink()  # as if killed after its last checkpoint
+    second = resume(first.run_dir, timesteps=256)
+    model = ALGORITHMS[algo].load(second.model_path, device="cpu")
+    assert model.num_timesteps == 256 and second.metrics["timesteps"] == 256
+    assert np.load(second.run_dir / "evaluations.npz")["timesteps"].tolist() == [64, 128, 192, 256]
+    assert json.loads((second.run_dir / "config.json").read_text())["timesteps"] == 256
+    assert len((second.run_dir / "command.txt").read_text().splitlines()) == 2
+    events = sorted((second.run_dir / "tb").glob("*/events.out.tfevents.*"))
+    assert len({e.parent for e in events}) == 1  # the same TensorBoard run goes on
+    with pytest.raises(ValueError, match="already reached 256 of 256 steps; pass --timesteps above 256"):
+        resume(second.run_dir)
+
+
+def test_resume_refuses_what_is_not_a_run(tmp_path):
+    from designgym.agents.training import resume
+
+    with pytest.raises(FileNotFoundError, match="is not a run folder"):
+        resume(tmp_path)
+    config = TrainConfig(env="designgym/Extrusion-v0", timesteps=32, n_envs=1, out=str(tmp_path), run_name="z",
+                         eval_episodes=1, save_freq=0, eval_freq=0, device="cpu", hyperparams=TINY["ppo"])
+    run = train(config).run_dir
+    assert not (run / "best_model.zip").exists() and not (run / "checkpoints").exists()
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        resume(run, timesteps=64)

@@ -16,6 +16,25 @@ def save_design_grid(
     path: Path, images: Sequence[np.ndarray], captions: Sequence[str], title: str = "", columns: int = 4
 ) -> Path:
     """Save RGB design pictures side by side with a caption under each."""
+    fig = _grid_figure(images, captions, title, columns)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def design_grid_image(
+    images: Sequence[np.ndarray], captions: Sequence[str], title: str = "", columns: int = 4
+) -> np.ndarray:
+    """The picture of :func:`save_design_grid` as an RGB array ``(H, W, 3)`` (for TensorBoard)."""
+    fig = _grid_figure(images, captions, title, columns)
+    fig.set_dpi(100)
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
+    plt.close(fig)
+    return rgb
+
+
+def _grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str, columns: int) -> plt.Figure:
     n = len(images)
     if n == 0:
         raise ValueError("no designs to draw")
@@ -30,9 +49,7 @@ def save_design_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def read_monitor(folder: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,13 @@
 A run folder holds everything needed to understand and reuse the run:
 
 - ``model.zip``: the trained agent (``stable_baselines3.<ALGO>.load``);
-- ``config.json`` and ``command.txt``: the resolved settings and the exact command;
+- ``best_model.zip`` and ``evaluations.npz``: the best agent of the periodic evaluations, and
+  their returns (SB3's ``EvalCallback`` format);
+- ``checkpoints/``: the agent every ``save_freq`` steps (with the replay buffer and the
+  normalisation statistics), from which ``--resume`` continues;
+- ``vecnormalize.pkl``: observation/reward normalisation statistics, when ``normalize`` is set;
+- ``config.json`` and ``command.txt``: the resolved settings (hyperparameters included) and the
+  exact command;
 - ``monitor/``: SB3 monitor CSVs of every training episode;
 - ``tb/``: TensorBoard event files (episode return, reward parts, objectives, violations);
 - ``metrics.json``: the trained policy against a random policy on the same seeded conditions;
@@ -33,18 +39,24 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
+from designgym.agents.hyperparams import (
+    RUN_KEYS,
+    algorithm_kwargs,
+    check_keys,
+    load_hyperparams,
+    read_file,
+    shipped_file,
+)
 from designgym.envs.registration import resolve_env_id
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3}
 
-#: Settings that learn on the built-in envs within a few thousand steps; ``hyperparams`` overrides.
+#: The shipped ``default`` entries of ``designgym/agents/hyperparams/<algo>.yml``, without the run keys.
 DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
-    # Many small updates: in one-step episodes every step is a finished sample of the design task.
-    "ppo": {"n_steps": 64, "batch_size": 64, "n_epochs": 10, "learning_rate": 3e-4},
-    "a2c": {"n_steps": 16, "learning_rate": 7e-4},
-    "sac": {"learning_starts": 500, "batch_size": 256, "learning_rate": 1e-3},
-    "td3": {"learning_starts": 500, "batch_size": 256, "learning_rate": 1e-3},
+    algo: {k: v for k, v in read_file(shipped_file(algo)).get("default", {}).items() if k not in RUN_KEYS}
+    for algo in ALGORITHMS
 }
+FALLBACK_TIMESTEPS, FALLBACK_N_ENVS = 20_000, 4
 
 
 @dataclass
@@ -54,33 +66,43 @@ class TrainConfig:
     Attributes:
         env: registered env id (``designgym/Extrusion-v0``; the namespace may be left out).
         algo: one of :data:`ALGORITHMS`.
-        timesteps: environment steps to train for.
+        timesteps: environment steps to train for (default: the hyperparameters' ``n_timesteps``).
         seed: seeds the agent, the envs and the evaluation conditions.
-        n_envs: environments stepped together.
+        n_envs: environments stepped together (default: the hyperparameters' ``n_envs``).
         vec_env: how they are stepped: ``dummy`` (one by one, SB3's ``DummyVecEnv``), ``subproc``
             (one process each, ``SubprocVecEnv``) or ``batched`` (:class:`BatchedDesignVecEnv`: one
             generator pass and one batched evaluation per step for all of them).
         device: torch device of the agent: ``auto``, ``cpu`` or ``cuda``.
-        hyperparams: algorithm arguments over :data:`DEFAULT_HYPERPARAMS`.
+        hyperparams_file: a YAML file in the Zoo format read over the shipped one
+            (:mod:`designgym.agents.hyperparams`).
+        hyperparams: settings over both (the ``--params`` flags).
         env_kwargs: arguments for ``gymnasium.make`` (``action_mode``, ``violation_weights``...).
         out: folder under which the run folder is made.
         run_name: name of the run folder; default ``<Env>_<algo>_s<seed>_<time>``.
-        eval_episodes: seeded episodes for the final comparison with a random policy.
+        eval_episodes: seeded episodes of each periodic evaluation and of the final comparison
+            with a random policy.
+        eval_freq: env steps between periodic evaluations (0: none; default: a tenth of the run).
+        save_freq: env steps between checkpoints (0: none; default: a tenth of the run).
+        tensorboard_log: where TensorBoard events go (default: ``<run folder>/tb``).
         progress: show a progress bar.
     """
 
     env: str = "designgym/Extrusion-v0"
     algo: str = "ppo"
-    timesteps: int = 20_000
+    timesteps: int | None = None
     seed: int = 0
-    n_envs: int = 4
+    n_envs: int | None = None
     vec_env: str = "dummy"
     device: str = "auto"
+    hyperparams_file: str | None = None
     hyperparams: dict[str, Any] = field(default_factory=dict)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     out: str = "runs"
     run_name: str | None = None
     eval_episodes: int = 32
+    eval_freq: int | None = None
+    save_freq: int | None = None
+    tensorboard_log: str | None = None
     progress: bool = False
 
 
@@ -130,14 +152,18 @@ class DesignMetricsCallback(BaseCallback):
 VEC_ENVS = ("dummy", "subproc", "batched")
 
 
-def make_training_vec_env(config: TrainConfig, monitor_dir: Path) -> VecEnv:
-    """The envs of a run, seeded ``seed + i``, writing monitor CSVs (return, length, feasible) to ``monitor_dir``."""
+def make_training_vec_env(config: TrainConfig, monitor_dir: Path, append: bool = False) -> VecEnv:
+    """The envs of a run, seeded ``seed + i``, writing monitor CSVs (return, length, feasible) to ``monitor_dir``.
+
+    With ``append`` (a resumed run) the monitor files of the earlier part are kept and added to.
+    """
+    monitor_dir.mkdir(parents=True, exist_ok=True)
     if config.vec_env == "batched":
         from designgym.envs.vector import make_batched_vec_env
 
-        monitor_dir.mkdir(parents=True, exist_ok=True)
         batched = make_batched_vec_env(config.env, n_envs=config.n_envs, seed=config.seed, env_kwargs=config.env_kwargs)
-        return VecMonitor(batched, filename=str(monitor_dir / "batched"), info_keywords=("feasible",))
+        name = "batched" if not append else f"batched-resumed-{time.strftime('%Y%m%d-%H%M%S')}"
+        return VecMonitor(batched, filename=str(monitor_dir / name), info_keywords=("feasible",))
     return make_vec_env(
         # A picklable maker that imports designgym, so SubprocVecEnv workers know the env ids too.
         partial(_make_registered_env, config.env),
@@ -145,7 +171,7 @@ def make_training_vec_env(config: TrainConfig, monitor_dir: Path) -> VecEnv:
         seed=config.seed,
         env_kwargs=config.env_kwargs,
         monitor_dir=str(monitor_dir),
-        monitor_kwargs={"info_keywords": ("feasible",)},
+        monitor_kwargs={"info_keywords": ("feasible",), "override_existing": not append},
         vec_env_cls=SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv,
     )
 
@@ -154,52 +180,187 @@ def _make_registered_env(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
-def make_model(config: TrainConfig, env: Any, tensorboard_log: str | None) -> BaseAlgorithm:
-    try:
-        algo_cls = ALGORITHMS[config.algo.lower()]
-    except KeyError:
-        raise ValueError(f"unknown algorithm {config.algo!r}; choose one of {', '.join(ALGORITHMS)}") from None
-    params = {**DEFAULT_HYPERPARAMS[config.algo.lower()], **config.hyperparams}
-    policy = params.pop("policy", "MultiInputPolicy" if isinstance(env.observation_space, gym.spaces.Dict)
-                        else "MlpPolicy")
-    return algo_cls(
-        policy, env, seed=config.seed, device=config.device, tensorboard_log=tensorboard_log, verbose=0, **params
-    )
+def resolve_hyperparams(config: TrainConfig) -> dict[str, Any]:
+    """The run's settings: shipped file, then ``hyperparams_file``, then ``hyperparams``; fills in
+    ``config.timesteps`` and ``config.n_envs`` from ``n_timesteps``/``n_envs`` where not given."""
+    settings = load_hyperparams(config.algo, config.env, config.hyperparams_file)
+    settings.update(config.hyperparams)
+    source = config.hyperparams_file or str(shipped_file(config.algo))
+    check_keys(settings, ALGORITHMS[config.algo], source)
+    if config.timesteps is None:
+        config.timesteps = int(float(settings.get("n_timesteps", FALLBACK_TIMESTEPS)))
+    if config.n_envs is None:
+        config.n_envs = int(settings.get("n_envs", FALLBACK_N_ENVS))
+    normalize_kwargs(settings.get("normalize"), source)  # fail now, not after the run folder exists
+    algorithm_kwargs(settings, 1, source)
+    return settings
+
+
+def normalize_kwargs(value: Any, source: str = "hyperparameters") -> dict[str, Any] | None:
+    """``VecNormalize`` arguments from the ``normalize`` setting (``true``, a mapping, or a Zoo-style string)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, str):
+        from designgym.agents.hyperparams import policy_kwargs
+
+        return normalize_kwargs(policy_kwargs(value, source), source)
+    if isinstance(value, dict):
+        allowed = {"norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon"}
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise ValueError(f"{source}: unknown normalize setting(s) {unknown}; use {sorted(allowed)}")
+        return dict(value)
+    raise ValueError(f"{source}: normalize must be true, false or a mapping of VecNormalize arguments, got {value!r}")
+
+
+def make_model(config: TrainConfig, env: VecEnv, settings: dict[str, Any], tensorboard_log: str | None
+               ) -> BaseAlgorithm:
+    algo_cls = ALGORITHMS[config.algo]
+    source = config.hyperparams_file or str(shipped_file(config.algo))
+    kwargs = algorithm_kwargs(settings, int(np.prod(env.action_space.shape)), source)
+    default_policy = "MultiInputPolicy" if isinstance(env.observation_space, gym.spaces.Dict) else "MlpPolicy"
+    policy = settings.get("policy") or default_policy
+    return algo_cls(policy, env, seed=config.seed, device=config.device, tensorboard_log=tensorboard_log, verbose=0,
+                    **kwargs)
 
 
 def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     """Train an agent as ``config`` says and write the run folder; return where it is and how it did."""
-    from designgym.agents.pictures import save_design_grid, save_learning_curve
-
     config.env = resolve_env_id(config.env)
     config.algo = config.algo.lower()
     if config.algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {config.algo!r}; choose one of {', '.join(ALGORITHMS)}")
-    if config.timesteps < 1 or config.n_envs < 1:
-        raise ValueError("timesteps and n_envs must be positive")
     if config.vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {config.vec_env!r}; choose one of {', '.join(VEC_ENVS)}")
-    started = time.perf_counter()
+    settings = resolve_hyperparams(config)
+    if config.timesteps < 1 or config.n_envs < 1:
+        raise ValueError("timesteps and n_envs must be positive")
+    for name in ("eval_freq", "save_freq"):
+        value = getattr(config, name)
+        if value is None:
+            setattr(config, name, max(config.timesteps // 10, config.n_envs))
+        elif value < 0:
+            raise ValueError(f"{name} must be >= 0 env steps (0: never), got {value}")
     run_dir = _new_run_dir(config)
-    _write_json(run_dir / "config.json", asdict(config))
+    _write_json(run_dir / "config.json", {**asdict(config), "resolved_hyperparams": settings})
     command = argv if argv is not None else sys.argv
     (run_dir / "command.txt").write_text(shlex.join(command) + "\n")
+    return _run(config, settings, run_dir, checkpoint=None)
 
-    vec_env = make_training_vec_env(config, run_dir / "monitor")
-    model = make_model(config, vec_env, tensorboard_log=str(run_dir / "tb"))
+
+def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | None = None,
+           argv: list[str] | None = None) -> TrainResult:
+    """Continue a run from its latest checkpoint (model, optimiser, replay buffer, normalisation
+    statistics, step count) up to ``timesteps`` in all (default: the run's own total).
+
+    A killed run loses at most the steps since its last checkpoint.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json); pass the folder a run made")
+    saved = json.loads(config_path.read_text())
+    settings = saved.pop("resolved_hyperparams", {})
+    known = set(TrainConfig.__dataclass_fields__)
+    config = TrainConfig(**{k: v for k, v in saved.items() if k in known})
+    if timesteps is not None:
+        config.timesteps = int(timesteps)
+    if progress is not None:
+        config.progress = progress
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {run_dir / 'checkpoints'} to resume from (was save_freq 0?); start a new run"
+        )
+    steps = _checkpoint_steps(checkpoint)
+    if steps >= config.timesteps:
+        raise ValueError(
+            f"{run_dir} has already reached {steps} of {config.timesteps} steps; "
+            f"pass --timesteps above {steps} to train it further"
+        )
+    _write_json(config_path, {**asdict(config), "resolved_hyperparams": settings})
+    command = argv if argv is not None else sys.argv
+    with open(run_dir / "command.txt", "a") as handle:
+        handle.write(shlex.join(command) + "\n")
+    return _run(config, settings, run_dir, checkpoint=checkpoint)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted((run_dir / "checkpoints").glob("model_*_steps.zip"), key=_checkpoint_steps)
+    return found[-1] if found else None
+
+
+def _checkpoint_steps(path: Path) -> int:
+    return int(path.stem.split("_")[1])
+
+
+def _run(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoint: Path | None) -> TrainResult:
+    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from designgym.agents.pictures import save_design_grid, save_learning_curve
+
+    started = time.perf_counter()
+    algo_cls = ALGORITHMS[config.algo]
+    vec_env: VecEnv = make_training_vec_env(config, run_dir / "monitor", append=checkpoint is not None)
+    norm = normalize_kwargs(settings.get("normalize"))
+    tb_dir = config.tensorboard_log or str(run_dir / "tb")
+    if checkpoint is not None:
+        stats = checkpoint.with_name(checkpoint.name.replace("model_", "vecnormalize_").replace(".zip", ".pkl"))
+        if stats.exists():
+            vec_env = VecNormalize.load(str(stats), vec_env)
+            vec_env.training = True
+        model = algo_cls.load(checkpoint, env=vec_env, device=config.device, tensorboard_log=tb_dir)
+        buffer = checkpoint.with_name(checkpoint.name.replace("model_", "replay_buffer_").replace(".zip", ".pkl"))
+        if buffer.exists() and hasattr(model, "load_replay_buffer"):
+            model.load_replay_buffer(buffer)
+    else:
+        if norm is not None:
+            vec_env = VecNormalize(vec_env, **norm)
+        model = make_model(config, vec_env, settings, tensorboard_log=tb_dir)
+
+    callbacks: list[BaseCallback] = [DesignMetricsCallback()]
+    if config.eval_freq:
+        hparams = {"algo": config.algo, "env": config.env, "n_envs": config.n_envs, "seed": config.seed,
+                   "vec_env": config.vec_env, **{k: v for k, v in settings.items() if k != "n_envs"}}
+        callbacks.append(DesignImagesCallback(config.env, config.env_kwargs, config.eval_freq, hparams,
+                                              seed=config.seed))
+    if config.save_freq:
+        callbacks.append(CheckpointSaver(run_dir / "checkpoints", config.save_freq))
+    if config.eval_freq:
+        eval_env: VecEnv = make_vec_env(partial(_make_registered_env, config.env), n_envs=1,
+                                        seed=config.seed + 1000, env_kwargs=config.env_kwargs)
+        if isinstance(vec_env, VecNormalize):
+            eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        evaluator = EvalCallback(eval_env, n_eval_episodes=config.eval_episodes,
+                                 eval_freq=max(1, config.eval_freq // config.n_envs), log_path=str(run_dir),
+                                 best_model_save_path=str(run_dir), deterministic=True, verbose=0, warn=False)
+        _restore_evaluations(evaluator, run_dir / "evaluations.npz")
+        callbacks.append(evaluator)
     model.learn(
-        total_timesteps=config.timesteps,
-        callback=DesignMetricsCallback(),
+        total_timesteps=config.timesteps - model.num_timesteps,
+        callback=CallbackList(callbacks),
         progress_bar=config.progress,
         tb_log_name=config.algo,
+        reset_num_timesteps=checkpoint is None,
     )
     vec_env.close()
     model_path = run_dir / "model.zip"
     _atomic_save(model, model_path)
+    normalizer = vec_env if isinstance(vec_env, VecNormalize) else None
+    if normalizer is not None:
+        _atomic_pickle(normalizer, run_dir / "vecnormalize.pkl")
 
     eval_env = gym.make(config.env, **config.env_kwargs)
-    trained = rollout(eval_env, lambda obs: model.predict(obs, deterministic=True)[0], config.eval_episodes,
-                      seed=10_000 + config.seed)
+
+    def act(obs: Any) -> np.ndarray:
+        if normalizer is not None:
+            obs = normalizer.normalize_obs(obs)
+        return model.predict(obs, deterministic=True)[0]
+
+    trained = rollout(eval_env, act, config.eval_episodes, seed=10_000 + config.seed)
     rng = np.random.default_rng(config.seed)
     random_policy = rollout(
         eval_env, lambda obs: rng.uniform(-1, 1, eval_env.action_space.shape).astype(np.float32),
@@ -208,7 +369,7 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     metrics = {
         "env": config.env,
         "algo": config.algo,
-        "timesteps": config.timesteps,
+        "timesteps": int(model.num_timesteps),
         "eval_episodes": config.eval_episodes,
         "trained": trained["summary"],
         "random": random_policy["summary"],
@@ -219,12 +380,150 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
         run_dir / "designs.png",
         [problem.render(d, c) for d, c in zip(trained["designs"][:8], trained["conditions"][:8], strict=True)],
         [_caption(e, problem.objective.name) for e in trained["evaluations"][:8]],
-        title=f"{config.env} — {config.algo.upper()} after {config.timesteps} steps",
+        title=f"{config.env} — {config.algo.upper()} after {model.num_timesteps} steps",
     )
     save_learning_curve(run_dir / "learning_curve.png", run_dir / "monitor",
                         random_return=random_policy["summary"]["mean_return"], title=config.env)
     eval_env.close()
     return TrainResult(run_dir, model_path, metrics, time.perf_counter() - started)
+
+
+class CheckpointSaver(BaseCallback):
+    """Every ``save_freq`` env steps: the model, its replay buffer (off-policy algorithms) and the
+    normalisation statistics, each written to a temporary file and renamed, so a crash never leaves
+    half a checkpoint. The latest ``keep`` checkpoints are kept."""
+
+    def __init__(self, folder: Path, save_freq: int, keep: int = 2) -> None:
+        super().__init__()
+        self.folder, self.save_freq, self.keep = Path(folder), int(save_freq), int(keep)
+        self._last = 0
+
+    def _init_callback(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._last = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps - self._last >= self.save_freq:
+            self._last = self.model.num_timesteps
+            self.save()
+        return True
+
+    def save(self) -> Path:
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        steps = self.model.num_timesteps
+        # Statistics and buffer first, the model last: a model file means its checkpoint is whole.
+        normalizer = self.model.get_vec_normalize_env()
+        if isinstance(normalizer, VecNormalize):
+            _atomic_pickle(normalizer, self.folder / f"vecnormalize_{steps}_steps.pkl")
+        if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
+            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".pkl")
+            os.close(fd)
+            self.model.save_replay_buffer(tmp)
+            os.replace(tmp, self.folder / f"replay_buffer_{steps}_steps.pkl")
+        path = self.folder / f"model_{steps}_steps.zip"
+        _atomic_save(self.model, path)
+        for old in sorted(self.folder.glob("model_*_steps.zip"), key=_checkpoint_steps)[: -self.keep]:
+            old_steps = _checkpoint_steps(old)
+            for stale in (old, self.folder / f"vecnormalize_{old_steps}_steps.pkl",
+                          self.folder / f"replay_buffer_{old_steps}_steps.pkl"):
+                stale.unlink(missing_ok=True)
+        return path
+
+
+class DesignImagesCallback(BaseCallback):
+    """TensorBoard pictures and hyperparameters of a run.
+
+    - ``designs/best``: the best designs of finished training episodes so far (feasible first, then
+      by the reward objective), every ``every`` env steps and at the end;
+    - ``designs/evaluation``: the policy's designs on a fixed, seeded set of conditions, at the
+      same times;
+    - the run's hyperparameters with the metrics to compare runs by (TensorBoard's HParams tab).
+    """
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], every: int, hparams: dict[str, Any],
+                 show: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        self.env_id, self.env_kwargs, self.every = env_id, dict(env_kwargs), max(1, int(every))
+        self.hparams, self.show, self.seed = hparams, int(show), int(seed)
+        self.best: list[tuple[tuple[bool, float], np.ndarray, dict[str, Any], dict[str, Any]]] = []
+        self._last = 0
+
+    def _on_training_start(self) -> None:
+        from stable_baselines3.common.logger import HParam
+
+        self._env = gym.make(self.env_id, **self.env_kwargs)
+        self._problem = self._env.unwrapped.problem
+        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in self.hparams.items()}
+        metrics = {"rollout/ep_rew_mean": 0.0, "design/feasible_rate": 0.0, "eval/mean_reward": 0.0}
+        self.logger.record("hparams", HParam(hparams, metrics), exclude=("stdout", "log", "json", "csv"))
+        self._last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        spec = self._problem.objective
+        for i, (info, done) in enumerate(zip(self.locals["infos"], self.locals["dones"], strict=True)):
+            if not done or "objectives" not in info:
+                continue
+            key = (bool(info["feasible"]), float(spec.score(info["objectives"])))
+            if len(self.best) < self.show or key > self.best[-1][0]:
+                design = self.training_env.get_attr("final_design", indices=[i])[0]
+                if design is not None:
+                    self.best.append((key, np.array(design), dict(info["conditions"]), info))
+                    self.best.sort(key=lambda entry: entry[0], reverse=True)
+                    del self.best[self.show :]
+        if self.num_timesteps - self._last >= self.every:
+            self._last = self.num_timesteps
+            self.log_pictures()
+        return True
+
+    def _on_training_end(self) -> None:
+        self.log_pictures()
+        self.logger.dump(self.num_timesteps)
+        self._env.close()
+
+    def log_pictures(self) -> None:
+        from stable_baselines3.common.logger import Image
+
+        from designgym.agents.pictures import design_grid_image
+
+        exclude = ("stdout", "log", "json", "csv")
+        main = self._problem.objective.name
+        if self.best:
+            images = [self._problem.render(d, c) for _, d, c, _ in self.best]
+            captions = [_caption(info, main) for *_, info in self.best]
+            grid = design_grid_image(images, captions, title=f"best so far, step {self.num_timesteps}")
+            self.logger.record("designs/best", Image(grid, "HWC"), exclude=exclude)
+        normalizer = self.model.get_vec_normalize_env()
+
+        def act(obs: Any) -> np.ndarray:
+            if normalizer is not None:
+                obs = normalizer.normalize_obs(obs)
+            return self.model.predict(obs, deterministic=True)[0]
+
+        shown = rollout(self._env, act, self.show, seed=20_000 + self.seed)
+        images = [self._problem.render(d, c) for d, c in zip(shown["designs"], shown["conditions"], strict=True)]
+        captions = [_caption(e, main) for e in shown["evaluations"]]
+        grid = design_grid_image(images, captions, title=f"policy on fixed conditions, step {self.num_timesteps}")
+        self.logger.record("designs/evaluation", Image(grid, "HWC"), exclude=exclude)
+
+
+def _restore_evaluations(evaluator: Any, path: Path) -> None:
+    """A resumed run's EvalCallback starts from the earlier evaluations, so evaluations.npz keeps them."""
+    if not path.exists():
+        return
+    with np.load(path) as data:
+        evaluator.evaluations_timesteps = data["timesteps"].tolist()
+        evaluator.evaluations_results = data["results"].tolist()
+        evaluator.evaluations_length = data["ep_lengths"].tolist()
+        if len(evaluator.evaluations_results):
+            evaluator.best_mean_reward = float(np.max(np.mean(data["results"], axis=1)))
+
+
+def _atomic_pickle(normalizer: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pkl")
+    os.close(fd)
+    normalizer.save(tmp)
+    os.replace(tmp, path)
 
 
 def rollout(env: gym.Env, act: Callable[[Any], np.ndarray], episodes: int, seed: int) -> dict[str, Any]:

@@ -159,6 +159,9 @@ class LatentDesignEnv(gym.Env):
         self._t = 0
         self._done = True
         self._decoded: dict[tuple[int, bytes], np.ndarray] = {}
+        #: The design and conditions of the last finished episode (``None`` before one ends).
+        self.final_design: np.ndarray | None = None
+        self.final_conditions: Conditions | None = None
 
     # -- gymnasium API ------------------------------------------------------------------------
 
@@ -244,6 +247,8 @@ class LatentDesignEnv(gym.Env):
         reward = float(sum(parts.values()))
         terminated = self._t >= self.episode_length
         self._done = terminated
+        if terminated:  # kept through a vector env's automatic reset, for pictures of finished episodes
+            self.final_design, self.final_conditions = self.design.copy(), dict(self.conditions)
         return self._observation(), reward, terminated, False, self._info(reward_parts=parts)
 
     def _decode_and_evaluate(self) -> None:

@@ -1,0 +1,181 @@
+"""Hyperparameter files in the RL Baselines3 Zoo format.
+
+One YAML file per algorithm (``designgym/agents/hyperparams/ppo.yml`` ships with the package; a
+user's file has the same layout), keyed by env id with a ``default`` entry for the envs it does
+not name::
+
+    default:
+      n_steps: 64
+      learning_rate: lin_3e-4
+    designgym/Cantilever-v0:
+      n_envs: 8
+      n_timesteps: !!float 5e4
+      policy_kwargs: "dict(net_arch=[128, 128], activation_fn=nn.ReLU)"
+      normalize: true
+
+Keys, as in the Zoo: ``n_envs``, ``n_timesteps``, ``policy``, ``policy_kwargs`` (a mapping or a
+``dict(...)`` string), ``normalize`` (``true`` or a mapping of ``VecNormalize`` arguments),
+``noise_type``/``noise_std`` (action noise for SAC, TD3), and any argument of the algorithm's
+constructor. Schedules are strings: ``lin_3e-4`` decays linearly from 3e-4 to 0 over the run.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from torch import nn
+
+SHIPPED_DIR = Path(__file__).parent / "hyperparams"
+
+#: Keys that are not arguments of the algorithm itself.
+RUN_KEYS = ("n_envs", "n_timesteps", "policy", "policy_kwargs", "normalize", "noise_type", "noise_std")
+SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
+ACTIVATIONS = {name: getattr(nn, name) for name in ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid")}
+
+
+class HyperparamsError(ValueError):
+    """A hyperparameter file or setting that cannot be used; the message names the key and the file."""
+
+
+def shipped_file(algo: str) -> Path:
+    return SHIPPED_DIR / f"{algo.lower()}.yml"
+
+
+def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None) -> dict[str, Any]:
+    """The settings for ``env_id``: the shipped file's entry, then ``path``'s entry over it.
+
+    In each file the env's own entry is used when there is one, else ``default``, else nothing.
+    """
+    settings: dict[str, Any] = {}
+    shipped = shipped_file(algo)
+    for entries in (read_file(shipped) if shipped.exists() else {}, read_file(path) if path is not None else {}):
+        entry = entries.get(env_id, entries.get(env_id.split("/")[-1], entries.get("default", {})))
+        settings.update(entry)
+    return settings
+
+
+def read_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The entries of a hyperparameter file, each checked to be a mapping of names to values."""
+    path = Path(path)
+    if not path.exists():
+        raise HyperparamsError(f"hyperparameter file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise HyperparamsError(f"hyperparameter file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise HyperparamsError(f"hyperparameter file {path} must map env ids (or 'default') to settings")
+    for key, entry in data.items():
+        if not isinstance(entry, dict):
+            raise HyperparamsError(f"{path}: the entry {key!r} must be a mapping of settings, got {entry!r}")
+    return data
+
+
+def check_keys(settings: Mapping[str, Any], algo_cls: type, source: str) -> None:
+    """Every key must be a run key or an argument of ``algo_cls``; else name it, and the file."""
+    accepted = set(inspect.signature(algo_cls.__init__).parameters) - {"self", "env", "policy"}
+    unknown = sorted(k for k in settings if k not in RUN_KEYS and k not in accepted)
+    if unknown:
+        raise HyperparamsError(
+            f"{source}: unknown hyperparameter(s) {unknown} for {algo_cls.__name__}; "
+            f"use {', '.join(RUN_KEYS)} or arguments of {algo_cls.__name__}"
+        )
+
+
+def algorithm_kwargs(settings: Mapping[str, Any], action_dim: int, source: str) -> dict[str, Any]:
+    """The algorithm's constructor arguments: schedules made callable, policy_kwargs parsed, noise built."""
+    kwargs = {k: v for k, v in settings.items() if k not in RUN_KEYS}
+    for key in SCHEDULED:
+        if isinstance(kwargs.get(key), str):
+            kwargs[key] = schedule(kwargs[key], f"{source}: {key}")
+    if settings.get("policy_kwargs") is not None:
+        kwargs["policy_kwargs"] = policy_kwargs(settings["policy_kwargs"], source)
+    if settings.get("noise_type") is not None:
+        from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+        kinds = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+        kind = settings["noise_type"]
+        if kind not in kinds:
+            raise HyperparamsError(f"{source}: noise_type must be one of {sorted(kinds)}, got {kind!r}")
+        std = float(settings.get("noise_std", 0.1))
+        kwargs["action_noise"] = kinds[kind](mean=np.zeros(action_dim), sigma=std * np.ones(action_dim))
+    return kwargs
+
+
+def schedule(value: str, where: str) -> Callable[[float], float] | float:
+    """``lin_3e-4`` -> a linear decay to 0 (SB3 passes the remaining progress, 1 to 0); a number stays one."""
+    text = value.strip()
+    if text.startswith("lin_"):
+        start = _number(text[4:], where)
+        return _Linear(start)
+    return _number(text, where)
+
+
+class _Linear:
+    """A picklable linear schedule (SB3 saves schedules with the model)."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+
+    def __call__(self, progress_remaining: float) -> float:
+        return progress_remaining * self.start
+
+    def __repr__(self) -> str:
+        return f"lin_{self.start:g}"
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise HyperparamsError(f"{where}: {text!r} is neither a number nor a schedule like 'lin_3e-4'") from None
+
+
+def policy_kwargs(value: Any, source: str) -> dict[str, Any]:
+    """A mapping, or a ``dict(...)`` string as in the Zoo; activation functions by name (``nn.ReLU``)."""
+    if isinstance(value, str):
+        try:
+            tree = ast.parse(value.strip(), mode="eval").body
+            value = _literal(tree)
+        except (SyntaxError, ValueError) as exc:
+            raise HyperparamsError(f"{source}: policy_kwargs {value!r} cannot be read: {exc}") from None
+    if not isinstance(value, dict):
+        raise HyperparamsError(f"{source}: policy_kwargs must be a mapping or a 'dict(...)' string, got {value!r}")
+    out = dict(value)
+    if isinstance(out.get("activation_fn"), str):
+        name = out["activation_fn"].split(".")[-1]
+        if name not in ACTIVATIONS:
+            raise HyperparamsError(
+                f"{source}: unknown activation_fn {out['activation_fn']!r}; use one of {sorted(ACTIVATIONS)}"
+            )
+        out["activation_fn"] = ACTIVATIONS[name]
+    return out
+
+
+def _literal(node: ast.AST) -> Any:
+    """Evaluate the literal subset of Python that Zoo files use, and nothing else."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.List):
+        return [_literal(e) for e in node.elts]
+    if isinstance(node, ast.Tuple):
+        return tuple(_literal(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_literal(node.operand)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+        return {kw.arg: _literal(kw.value) for kw in node.keywords}
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        return ast.unparse(node)  # a name such as nn.ReLU, checked and resolved by policy_kwargs
+    raise ValueError(
+        f"only numbers, strings, lists, dict(...) and names such as nn.ReLU are allowed, not {ast.unparse(node)!r}"
+    )
