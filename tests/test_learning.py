@@ -12,7 +12,7 @@ from designgym.agents.training import TrainConfig, train
 def test_ppo_learns_on_extrusion(tmp_path):
     config = TrainConfig(
         env="designgym/Extrusion-v0", algo="ppo", timesteps=12_288, seed=0, n_envs=4, out=str(tmp_path),
-        run_name="learn", eval_episodes=64, device="cpu",
+        run_name="learn", eval_episodes=64, device="cpu", eval_freq=0, save_freq=0,
     )
     result = train(config)
     trained, random = result.metrics["trained"], result.metrics["random"]
@@ -35,7 +35,7 @@ def test_ppo_learns_on_extrusion(tmp_path):
 def test_ppo_learns_on_cantilever(tmp_path):
     config = TrainConfig(
         env="designgym/Cantilever-v0", algo="ppo", timesteps=4096, seed=0, n_envs=4,
-        out=str(tmp_path), run_name="learn", eval_episodes=64, device="cpu",
+        out=str(tmp_path), run_name="learn", eval_episodes=64, device="cpu", eval_freq=0, save_freq=0,
     )
     result = train(config)
     trained, random = result.metrics["trained"], result.metrics["random"]

@@ -34,3 +34,25 @@ def test_environment_usage_example_runs():
 def test_ci_runs_the_readme_test_command():
     ci = (README.parent / ".ci" / "run").read_text()
     assert "make test" in ci and "make test" in README.read_text()
+
+
+def test_train_an_agent_yaml_example_is_a_valid_ppo_file(tmp_path):
+    from designgym.agents.hyperparams import algorithm_kwargs, check_keys, load_hyperparams
+    from designgym.agents.training import ALGORITHMS, normalize_kwargs
+
+    text = README.read_text()
+    section = text[text.index("## Train an agent") :]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section[: section.index("\n## ", 1)], flags=re.S)
+    path = tmp_path / "ppo.yml"
+    path.write_text(block)
+    settings = load_hyperparams("ppo", "designgym/Cantilever-v0", path)
+    check_keys(settings, ALGORITHMS["ppo"], str(path))
+    assert callable(algorithm_kwargs(settings, 8, str(path))["learning_rate"])
+    assert normalize_kwargs(settings["normalize"]) == {}
+
+
+def test_every_picture_the_readme_shows_exists():
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README.read_text())
+    assert pictures
+    for picture in pictures:
+        assert (README.parent / picture).stat().st_size > 1000, picture

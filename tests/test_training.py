@@ -21,7 +21,7 @@ TINY = {
 @pytest.mark.parametrize("env_id", designgym.list_envs())
 def test_tiny_training_run(tmp_path, algo, env_id):
     config = TrainConfig(env=env_id, algo=algo.upper(), timesteps=128, n_envs=2, out=str(tmp_path), run_name="r",
-                         eval_episodes=2, hyperparams=TINY[algo], device="cpu")
+                         eval_episodes=2, hyperparams=TINY[algo], device="cpu", eval_freq=0, save_freq=0)
     result = train(config)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["algo"] == algo and np.isfinite(metrics["trained"]["mean_return"])
@@ -33,7 +33,7 @@ def test_tiny_training_run(tmp_path, algo, env_id):
 
 def test_dict_observations_train_with_the_multi_input_policy(tmp_path):
     config = TrainConfig(env="designgym/ExtrusionSteps-v0", timesteps=64, n_envs=1, out=str(tmp_path),
-                         run_name="d", eval_episodes=1, hyperparams=TINY["ppo"], device="cpu",
+                         run_name="d", eval_episodes=1, hyperparams=TINY["ppo"], device="cpu", eval_freq=0,
                          env_kwargs={"observation_layout": "dict"})
     result = train(config)
     assert type(designgym.agents.training.PPO.load(result.model_path).policy).__name__ == "MultiInputActorCriticPolicy"
@@ -54,7 +54,7 @@ def test_batched_vec_env_trains_the_same_agent_as_dummy(tmp_path):
     for vec_env in ("dummy", "batched"):
         config = TrainConfig(env="designgym/Cantilever-v0", timesteps=256, n_envs=4, vec_env=vec_env, seed=3,
                              out=str(tmp_path), run_name=vec_env, eval_episodes=4, hyperparams=TINY["ppo"],
-                             device="cpu")
+                             device="cpu", eval_freq=0, save_freq=0)
         results[vec_env] = train(config)
     dummy, batched = (json.loads((results[k].run_dir / "metrics.json").read_text()) for k in ("dummy", "batched"))
     assert batched["trained"]["mean_return"] == pytest.approx(dummy["trained"]["mean_return"], rel=1e-4, abs=1e-6)
@@ -71,7 +71,7 @@ def test_unknown_vec_env_is_refused(tmp_path):
 
 def test_subproc_vec_env_runs_each_env_in_its_own_process(tmp_path):
     config = TrainConfig(env="designgym/Extrusion-v0", timesteps=64, n_envs=2, vec_env="subproc", out=str(tmp_path),
-                         run_name="s", eval_episodes=2, hyperparams=TINY["ppo"], device="cpu")
+                         run_name="s", eval_episodes=2, hyperparams=TINY["ppo"], device="cpu", eval_freq=0)
     result = train(config)
     assert len(list((result.run_dir / "monitor").glob("*.monitor.csv"))) == 2
     assert json.loads((result.run_dir / "config.json").read_text())["vec_env"] == "subproc"

@@ -40,7 +40,8 @@ def _grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: s
         raise ValueError("no designs to draw")
     cols = min(columns, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows + 0.4), squeeze=False)
+    aspect = images[0].shape[0] / images[0].shape[1]  # rows as tall as the designs, plus a caption
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, (2.6 * aspect + 0.5) * rows + 0.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption in zip(axes.ravel(), images, captions, strict=False):

@@ -24,6 +24,7 @@ import shlex
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -339,13 +340,16 @@ def _run(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoin
                                  best_model_save_path=str(run_dir), deterministic=True, verbose=0, warn=False)
         _restore_evaluations(evaluator, run_dir / "evaluations.npz")
         callbacks.append(evaluator)
-    model.learn(
-        total_timesteps=config.timesteps - model.num_timesteps,
-        callback=CallbackList(callbacks),
-        progress_bar=config.progress,
-        tb_log_name=config.algo,
-        reset_num_timesteps=checkpoint is None,
-    )
+    with warnings.catch_warnings():
+        # The evaluation env is a plain DummyVecEnv whatever the training one is, by design.
+        warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+        model.learn(
+            total_timesteps=config.timesteps - model.num_timesteps,
+            callback=CallbackList(callbacks),
+            progress_bar=config.progress,
+            tb_log_name=config.algo,
+            reset_num_timesteps=checkpoint is None,
+        )
     vec_env.close()
     model_path = run_dir / "model.zip"
     _atomic_save(model, model_path)
