@@ -2,8 +2,13 @@
 
     designgym envs                         list the registered design environments
     designgym train --env ID --algo ppo    train an agent into a run folder
+    designgym eval --run DIR               roll a trained agent out on seeded (or given) conditions
+    designgym design --env ID --agent DIR --conditions JSON --out design.npy
+                                           one design from an agent, with its metrics
     designgym evaluate --env ID --design FILE --conditions JSON
                                            objectives and violations of any design file
+    designgym baseline --env ID --method random|cmaes|tpe|reference --budget N
+                                           black-box search in latent space, on eval's conditions
 
 Add ``--json`` to print what a script would read as JSON, ``--debug`` for full tracebacks.
 """
@@ -146,6 +151,107 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conditions_list(text: str | None) -> list[dict[str, Any]] | None:
+    if text is None:
+        return None
+    data = _json_arg(text, "--conditions")
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not all(isinstance(c, dict) for c in data):
+        raise ValueError("--conditions must be a JSON object or a list of them (or a file holding one)")
+    return data
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from designgym.agents.evaluation import evaluate_agent, load_agent, write_evaluation
+
+    agent = load_agent(args.run, which=args.model)
+    env_id = args.env or agent.env_id
+    if env_id is None:
+        raise ValueError(f"{args.run} does not say which env it was trained on; pass --env")
+    from designgym.envs.registration import resolve_env_id
+
+    env_id = resolve_env_id(env_id)
+    result = evaluate_agent(agent, env_id, _conditions_list(args.conditions), episodes=args.episodes, seed=args.seed)
+    out = args.out or (Path(args.run) / "eval" if Path(args.run).is_dir() else Path("eval"))
+    files = write_evaluation(result, Path(out), title=f"{env_id}: {Path(agent.source).name}")
+    if args.json:
+        print(json.dumps({"env": env_id, "agent": agent.source, "summary": result["summary"], "files": files},
+                         indent=2))
+        return 0
+    summary = result["summary"]
+    print(f"{agent.source} on {env_id}, {summary['episodes']} episodes:")
+    for key, value in summary.items():
+        if key != "episodes":
+            print(f"  {key:<28} {value:.4g}")
+    for kind, path in files.items():
+        print(f"  {kind:<5} {path}")
+    return 0
+
+
+def cmd_design(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from designgym.agents.evaluation import load_agent, make_design
+    from designgym.envs.registration import resolve_env_id
+
+    env_id = resolve_env_id(args.env)
+    agent = load_agent(args.agent, env_id=env_id)
+    conditions = _json_arg(args.conditions, "--conditions") if args.conditions else None
+    if conditions is not None and not isinstance(conditions, dict):
+        raise ValueError("--conditions must be one JSON object for `design`")
+    result = make_design(agent, env_id, conditions)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, result["design"])
+    report = {k: v for k, v in result.items() if k != "design"}
+    report.update(env=env_id, agent=agent.source, design=str(out))
+    if args.json:
+        print(json.dumps(report, indent=2, default=_json_default))
+    else:
+        print(f"design written to {out} (feasible: {result['feasible']})")
+        for group in ("objectives", "violations"):
+            print(f"{group}:")
+            for key, value in result[group].items():
+                print(f"  {key:<16} {value:.6g}")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from designgym.agents.baselines import run_baseline, seeded_conditions
+    from designgym.agents.evaluation import write_evaluation
+    from designgym.envs.registration import resolve_env_id
+
+    env_id = resolve_env_id(args.env)
+    conditions = _conditions_list(args.conditions) or seeded_conditions(env_id, args.episodes, args.seed)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result = run_baseline(env_id, args.method, args.budget, conditions, seed=args.search_seed, progress=progress)
+    out = Path(args.out or f"baselines/{env_id.split('/')[-1]}-{args.method}")
+    files = write_evaluation(
+        {"env": env_id, "agent": f"{args.method} (budget {args.budget})", "summary": result["summary"],
+         "episodes": result["cases"], "images": result["images"], "captions": result["captions"]},
+        out, title=f"{env_id}: {args.method}, budget {args.budget}",
+    )
+    if args.json:
+        print(json.dumps({"env": env_id, "summary": result["summary"], "files": files}, indent=2))
+        return 0
+    print(f"{args.method} on {env_id}, {len(conditions)} sets of conditions:")
+    for key, value in result["summary"].items():
+        if isinstance(value, float):
+            print(f"  {key:<20} {value:.4g}")
+    for kind, path in files.items():
+        print(f"  {kind:<5} {path}")
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return float(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="designgym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -190,6 +296,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar (default: on in a terminal)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="roll a trained agent out on seeded or given conditions")
+    p.add_argument("--run", required=True, help="run folder (or a model .zip)")
+    p.add_argument("--model", choices=["final", "best"], default="final",
+                   help="model.zip or best_model.zip of the run (default: %(default)s)")
+    p.add_argument("--env", default=None, help="env id (default: the run's)")
+    p.add_argument("--episodes", type=int, default=32, help="seeded episodes (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=10_000, help="seed of the first episode (default: %(default)s)")
+    p.add_argument("--conditions", default=None, help="JSON list of conditions (or a file) instead of seeded ones")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/eval)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("design", help="one design from an agent for one set of conditions")
+    p.add_argument("--env", required=True, help="env id")
+    p.add_argument("--agent", required=True, help="run folder, model .zip, or 'pretrained'")
+    p.add_argument("--conditions", default=None, help="JSON object or file (keys left out: the centre of the space)")
+    p.add_argument("--out", default="design.npy", help="where the design goes (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_design)
+
+    p = sub.add_parser("baseline", help="black-box search in latent space (or the classical optimizer)")
+    p.add_argument("--env", required=True, help="env id")
+    p.add_argument("--method", required=True, choices=["random", "cmaes", "tpe", "reference"])
+    p.add_argument("--budget", type=int, default=100, help="judged designs per set of conditions (default: 100)")
+    p.add_argument("--episodes", type=int, default=8, help="seeded sets of conditions, as eval's (default: 8)")
+    p.add_argument("--seed", type=int, default=10_000, help="seed of the first set (default: %(default)s, as eval)")
+    p.add_argument("--search-seed", type=int, default=0, help="seed of the search itself")
+    p.add_argument("--conditions", default=None, help="JSON list of conditions (or a file) instead of seeded ones")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: baselines/<Env>-<method>)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("evaluate", help="objectives and violations of a design file")
     p.add_argument("--env", required=True, help="env id whose problem judges the design")

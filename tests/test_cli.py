@@ -25,7 +25,7 @@ def test_envs_lists_every_env_with_a_description():
     assert all(e["description"] for e in data["envs"])
 
 
-@pytest.mark.parametrize("command", ["envs", "train", "evaluate"])
+@pytest.mark.parametrize("command", ["envs", "train", "eval", "design", "evaluate", "baseline"])
 def test_every_command_has_help(command):
     result = designgym(command, "--help")
     assert result.returncode == 0 and "usage: designgym" in result.stdout
@@ -146,3 +146,88 @@ def test_train_from_the_cli_logs_designs_and_hparams_and_resumes(tmp_path, algo,
     scalars, *_ = tensorboard_contents(run / "tb")
     steps_logged = [e.step for e in tensorboard_contents(run / "tb")[3].Scalars("eval/mean_reward")]
     assert steps_logged == sorted(steps_logged) and steps_logged[-1] == steps + steps // 2  # continued, not restarted
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    result = designgym("train", "--env", "Cantilever-v0", "--timesteps", "128", "--n-envs", "2", "--params",
+                       "n_steps=64", "--eval-freq", "64", "--eval-episodes", "2", "--out", str(out), "--run-name",
+                       "tiny", "--no-progress", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return out / "tiny"
+
+
+def test_eval_writes_json_csv_and_a_png_on_seeded_and_given_conditions(tiny_run, tmp_path):
+    result = designgym("eval", "--run", str(tiny_run), "--episodes", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    report = json.loads((tiny_run / "eval" / "eval.json").read_text())
+    assert data["summary"] == report["summary"] and report["summary"]["episodes"] == 5
+    assert [e["seed"] for e in report["episodes"]] == [10_000 + i for i in range(5)]
+    rows = (tiny_run / "eval" / "eval.csv").read_text().splitlines()
+    assert len(rows) == 6 and "objective/log_stiffness_gain" in rows[0]
+    assert (tiny_run / "eval" / "eval_designs.png").read_bytes()[:4] == b"\x89PNG"
+    again = designgym("eval", "--run", str(tiny_run), "--episodes", "5", "--json", "--out", str(tmp_path / "again"))
+    assert json.loads(again.stdout)["summary"] == data["summary"]  # seeded: the same episodes
+
+    cases = [{"volfrac": 0.35, "load_y": 0.1, "load_angle": 0.0}, {"volfrac": 0.55, "load_y": 0.9, "load_angle": 45.0}]
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    given = designgym("eval", "--run", str(tiny_run), "--model", "best", "--conditions", str(tmp_path / "cases.json"),
+                      "--out", str(tmp_path / "given"), "--json")
+    assert given.returncode == 0, given.stderr
+    episodes = json.loads((tmp_path / "given" / "eval.json").read_text())["episodes"]
+    assert [e["condition/volfrac"] for e in episodes] == [0.35, 0.55]
+    assert json.loads(given.stdout)["agent"].endswith("best_model.zip")
+
+
+def test_design_writes_one_design_and_prints_its_metrics(tiny_run, tmp_path):
+    out = tmp_path / "bracket.npy"
+    result = designgym("design", "--env", "Cantilever-v0", "--agent", str(tiny_run), "--conditions",
+                       '{"volfrac": 0.4, "load_angle": 20}', "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    design = np.load(out)
+    assert design.shape == (32, 64) and data["conditions"]["volfrac"] == 0.4 and data["conditions"]["load_y"] == 0.5
+    check = designgym("evaluate", "--env", "Cantilever-v0", "--design", str(out), "--conditions",
+                      json.dumps(data["conditions"]), "--json")
+    assert json.loads(check.stdout)["objectives"] == data["objectives"]  # the printed metrics are the file's
+    missing = designgym("design", "--env", "Cantilever-v0", "--agent", "pretrained", "--out", str(out))
+    assert missing.returncode == 2 and "no pretrained agent ships for designgym/Cantilever-v0" in missing.stderr
+    (tmp_path / "junk.zip").write_bytes(b"not a model")
+    junk = designgym("design", "--env", "Cantilever-v0", "--agent", str(tmp_path / "junk.zip"), "--out", str(out))
+    assert junk.returncode == 2 and "is not a loadable Stable-Baselines3 model" in junk.stderr
+    assert "Traceback" not in junk.stderr
+
+
+@pytest.mark.parametrize("method", ["random", "cmaes", "tpe", "reference"])
+def test_baseline_reports_best_feasibility_and_evaluations_with_a_png(tmp_path, method):
+    result = designgym("baseline", "--env", "Cantilever-v0", "--method", method, "--budget", "12", "--episodes", "2",
+                       "--out", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    cases = json.loads((tmp_path / "eval.json").read_text())["episodes"]
+    assert len(cases) == 2 and summary["method"] == method
+    if method == "reference":  # SIMP: its own number of finite-element solves, and feasible by construction
+        assert all(c["evaluations"] > 12 for c in cases) and summary["feasible_rate"] == 1.0
+    else:
+        assert all(c["evaluations"] == 12 and 1 <= c["evaluations_to_best"] <= 12 for c in cases)
+    assert all(np.isfinite(c["score"]) for c in cases)
+    assert (tmp_path / "eval_designs.png").read_bytes()[:4] == b"\x89PNG"
+    # The same seeded conditions as `designgym eval`'s first episodes.
+    from designgym.agents.baselines import seeded_conditions
+
+    first = seeded_conditions("designgym/Cantilever-v0", 2)
+    assert [c["condition/load_y"] for c in cases] == [c["load_y"] for c in first]
+
+
+def test_baseline_without_a_reference_optimizer_says_so(tmp_path):
+    result = designgym("baseline", "--env", "Extrusion-v0", "--method", "reference", "--episodes", "1",
+                       "--out", str(tmp_path))
+    assert result.returncode == 2 and "has no reference optimizer" in result.stderr
+
+
+def test_scripts_train_takes_the_same_options():
+    result = subprocess.run([sys.executable, "scripts/train.py", "--help"], capture_output=True, text=True,
+                            cwd=__import__("pathlib").Path(__file__).resolve().parents[1], timeout=120)
+    assert result.returncode == 0 and "--vec-env" in result.stdout and "--resume" in result.stdout

@@ -1,0 +1,189 @@
+"""Using a trained agent: roll it out on fixed conditions (``designgym eval``), or make one design
+(``designgym design``).
+
+An agent is a run folder (``model.zip``, or ``best_model.zip`` with ``which="best"``, and its
+``vecnormalize.pkl`` when the run normalised observations) or a single model file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from designgym.agents.training import ALGORITHMS, _caption, _write_json
+from designgym.envs.registration import resolve_env_id
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+@dataclass
+class Agent:
+    """A loaded policy with what it needs to act: the model, its env id and its normaliser."""
+
+    model: Any
+    env_id: str | None
+    env_kwargs: dict[str, Any]
+    normalizer: Any = None
+    source: str = ""
+
+    def act(self, obs: Any) -> np.ndarray:
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        return self.model.predict(obs, deterministic=True)[0]
+
+
+def load_agent(path: str | Path, which: str = "final", env_id: str | None = None) -> Agent:
+    """An agent from a run folder, a model ``.zip``, or ``"pretrained"`` (with ``env_id``)."""
+    if str(path) == "pretrained":
+        if env_id is None:
+            raise ValueError("--agent pretrained needs --env: the pretrained agent is chosen by env")
+        path = pretrained_path(env_id)
+    path = Path(path)
+    if which not in ("final", "best"):
+        raise ValueError(f"which must be 'final' or 'best', got {which!r}")
+    config: dict[str, Any] = {}
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} is not a run folder (no config.json); pass a run folder or a model .zip")
+        config = json.loads((path / "config.json").read_text())
+        model_path = path / ("model.zip" if which == "final" else "best_model.zip")
+        stats = path / "vecnormalize.pkl"
+    else:
+        model_path, stats = path, path.with_name("vecnormalize.pkl")
+        sidecar = path.with_suffix(".json")
+        if sidecar.exists():
+            config = json.loads(sidecar.read_text())
+    if not model_path.exists():
+        raise FileNotFoundError(f"no model at {model_path}" + (" (the run made no evaluations)" if which == "best"
+                                                               else ""))
+    # A run folder says which algorithm made it; a bare model file is tried with each in turn.
+    algos = [str(config["algo"]).lower()] if config.get("algo") else list(ALGORITHMS)
+    unknown = [a for a in algos if a not in ALGORITHMS]
+    if unknown:
+        raise ValueError(f"{model_path}: unknown algorithm {unknown[0]!r}; choose one of {', '.join(ALGORITHMS)}")
+    model, errors = None, []
+    for algo in algos:
+        try:
+            model = ALGORITHMS[algo].load(model_path, device="cpu")
+            break
+        except Exception as exc:  # a truncated or foreign file, or another algorithm's: say which
+            errors.append(f"{algo.upper()}: {type(exc).__name__}: {exc}")
+    if model is None:
+        raise ValueError(f"{model_path} is not a loadable Stable-Baselines3 model ({'; '.join(errors)[:300]})")
+    normalizer = None
+    if stats.exists():
+        import pickle
+
+        with open(stats, "rb") as handle:
+            normalizer = pickle.load(handle)
+        normalizer.training = False
+    return Agent(model, config.get("env"), dict(config.get("env_kwargs") or {}), normalizer, str(model_path))
+
+
+def pretrained_path(env_id: str) -> Path:
+    """The agent shipped for ``env_id``, or a clear error listing the envs that have one."""
+    env_id = resolve_env_id(env_id)
+    path = PRETRAINED_DIR / f"{env_id.split('/')[-1]}.zip"
+    if not path.exists():
+        shipped = sorted(p.stem for p in PRETRAINED_DIR.glob("*.zip"))
+        listing = ", ".join(shipped) if shipped else "none yet"
+        raise FileNotFoundError(
+            f"no pretrained agent ships for {env_id} (shipped: {listing}); train one with "
+            f"`designgym train --env {env_id}` and pass its run folder as --agent"
+        )
+    return path
+
+
+def evaluate_agent(
+    agent: Agent,
+    env_id: str,
+    conditions: Sequence[Mapping[str, Any]] | None = None,
+    episodes: int = 32,
+    seed: int = 10_000,
+    env_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Roll the agent out on ``conditions`` (each given set once) or on ``episodes`` seeded episodes."""
+    env = gym.make(env_id, **{**agent.env_kwargs, **dict(env_kwargs or {})})
+    rows, designs, captions, images = [], [], [], []
+    problem = env.unwrapped.problem
+    cases = list(conditions) if conditions is not None else [None] * episodes
+    for i, given in enumerate(cases):
+        options = {"conditions": dict(given)} if given is not None else None
+        obs, _ = env.reset(seed=seed + i, options=options)
+        done, total, info = False, 0.0, {}
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(agent.act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        design = env.unwrapped.design.copy()
+        designs.append(design)
+        rows.append({
+            "episode": i,
+            "seed": seed + i if given is None else None,
+            "return": total,
+            "feasible": bool(info["feasible"]),
+            **{f"condition/{k}": _plain(v) for k, v in info["conditions"].items()},
+            **{f"objective/{k}": v for k, v in info["objectives"].items()},
+            **{f"violation/{k}": v for k, v in info["violations"].items()},
+        })
+        if len(images) < 16:
+            images.append(problem.render(design, info["conditions"]))
+            captions.append(_caption(info, problem.objective.name))
+    env.close()
+    main = problem.objective.name
+    summary = {
+        "episodes": len(rows),
+        "mean_return": float(np.mean([r["return"] for r in rows])),
+        "feasible_rate": float(np.mean([r["feasible"] for r in rows])),
+        f"mean_{main}": float(np.mean([r[f"objective/{main}"] for r in rows])),
+        f"median_{main}": float(np.median([r[f"objective/{main}"] for r in rows])),
+    }
+    return {"env": env_id, "agent": agent.source, "summary": summary, "episodes": rows, "designs": designs,
+            "images": images, "captions": captions}
+
+
+def write_evaluation(result: Mapping[str, Any], out_dir: Path, title: str) -> dict[str, str]:
+    """``eval.json`` (summary and every episode), ``eval.csv`` (a row per episode) and ``eval_designs.png``."""
+    from designgym.agents.pictures import save_design_grid
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "eval.json", "csv": out_dir / "eval.csv", "png": out_dir / "eval_designs.png"}
+    _write_json(paths["json"], {k: result[k] for k in ("env", "agent", "summary", "episodes")})
+    fields = list(dict.fromkeys(k for row in result["episodes"] for k in row))
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".csv")
+    with os.fdopen(fd, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(result["episodes"])
+    os.replace(tmp, paths["csv"])
+    save_design_grid(paths["png"], result["images"], result["captions"], title=title)
+    return {k: str(v) for k, v in paths.items()}
+
+
+def make_design(agent: Agent, env_id: str, conditions: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One design for one set of conditions (left-out keys are the conditions space's centre)."""
+    env = gym.make(env_id, **agent.env_kwargs)
+    problem = env.unwrapped.problem
+    given = {**problem.default_conditions(), **dict(conditions or {})}
+    obs, _ = env.reset(seed=0, options={"conditions": given})
+    done, info = False, {}
+    while not done:
+        obs, _, terminated, truncated, info = env.step(agent.act(obs))
+        done = terminated or truncated
+    design = env.unwrapped.design.copy()
+    env.close()
+    return {"design": design, "conditions": info["conditions"], "objectives": info["objectives"],
+            "violations": info["violations"], "feasible": bool(info["feasible"])}
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value
