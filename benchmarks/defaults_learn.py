@@ -4,7 +4,7 @@ shipped YAML settings for a fixed budget, against a random policy on the same se
 "Learns" here means: the trained policy's mean return beats the random policy's by more than
 twice the standard error of the difference (64 evaluation episodes each).
 
-    python benchmarks/defaults_learn.py                         # 8192 steps per run, all envs and algorithms
+    python benchmarks/defaults_learn.py                         # 4096 steps per run, all envs and algorithms
     python benchmarks/defaults_learn.py --algos ppo --envs designgym/Cantilever-v0 --timesteps 20000
 """
 
@@ -23,10 +23,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="*", default=designgym.list_envs())
     parser.add_argument("--algos", nargs="*", default=sorted(ALGORITHMS))
-    parser.add_argument("--timesteps", type=int, default=8192)
+    parser.add_argument("--timesteps", type=int, default=4096)
     parser.add_argument("--episodes", type=int, default=64)
+    parser.add_argument("--vec-env", default="batched", choices=["dummy", "subproc", "batched"])
     args = parser.parse_args()
-    print(f"{args.timesteps} steps per run, shipped hyperparameters, {args.episodes} evaluation episodes, seed 0")
+    print(f"{args.timesteps} steps per run ({args.vec_env} vec env), shipped hyperparameters, "
+          f"{args.episodes} evaluation episodes, seed 0")
     print(f"{'env':<30} {'algo':<5} {'trained':>8} {'random':>8} {'margin':>7} {'2 s.e.':>7} {'learns':>6} "
           f"{'feasible':>9} {'seconds':>8}")
     with tempfile.TemporaryDirectory() as out:
@@ -35,7 +37,7 @@ def main() -> None:
                 started = time.perf_counter()
                 config = TrainConfig(env=env_id, algo=algo, timesteps=args.timesteps, seed=0, out=out,
                                      run_name=f"{env_id.split('/')[-1]}-{algo}", eval_episodes=args.episodes,
-                                     eval_freq=0, save_freq=0, device="cpu")
+                                     eval_freq=0, save_freq=0, device="cpu", vec_env=args.vec_env)
                 metrics = train(config).metrics
                 t, r = metrics["trained"], metrics["random"]
                 se = 2 * math.sqrt((t["std_return"] ** 2 + r["std_return"] ** 2) / args.episodes)
