@@ -144,11 +144,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, default=float))
     else:
         print(f"feasible: {evaluation.feasible}")
-        for group in ("objectives", "violations"):
-            print(f"{group}:")
-            for key, value in result[group].items():
-                print(f"  {key:<16} {value:.6g}")
+        _print_metrics(result)
     return 0
+
+
+def _print_metrics(result: dict[str, Any]) -> None:
+    for group in ("objectives", "violations"):
+        print(f"{group}:")
+        for key, value in result[group].items():
+            print(f"  {key:<16} {value:.6g}")
 
 
 def _conditions_list(text: str | None) -> list[dict[str, Any]] | None:
@@ -210,10 +214,7 @@ def cmd_design(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=_json_default))
     else:
         print(f"design written to {out} (feasible: {result['feasible']})")
-        for group in ("objectives", "violations"):
-            print(f"{group}:")
-            for key, value in result[group].items():
-                print(f"  {key:<16} {value:.6g}")
+        _print_metrics(result)
     return 0
 
 
@@ -347,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("designgym: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`designgym ... | head`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, KeyError, TypeError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
         if args.debug:
             raise
