@@ -129,3 +129,15 @@ def test_resume_refuses_what_is_not_a_run(tmp_path):
     assert not (run / "best_model.zip").exists() and not (run / "checkpoints").exists()
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         resume(run, timesteps=64)
+
+
+def test_monitor_rows_of_a_resumed_run_come_after_the_earlier_ones(tmp_path):
+    from designgym.agents.pictures import read_monitor
+
+    (tmp_path / "0.monitor.csv").write_text(
+        '#{"t_start": 100.0, "env_id": "x"}\nr,l,t,feasible\n1.0,1,0.5,False\n2.0,1,1.5,False\n'
+        "3.0,1,0.2,False\n4.0,1,0.9,False\n"  # appended by the resumed run: its times start again
+    )
+    (tmp_path / "1.monitor.csv").write_text('#{"t_start": 100.1, "env_id": "x"}\nr,l,t,feasible\n9.0,1,1.0,True\n')
+    returns, lengths = read_monitor(tmp_path)
+    assert returns.tolist() == [1.0, 9.0, 2.0, 3.0, 4.0] and lengths.tolist() == [1] * 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,13 +55,26 @@ def _grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: s
 
 
 def read_monitor(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Episode returns and lengths from every SB3 ``*.monitor.csv`` in ``folder``, in time order."""
+    """Episode returns and lengths from every SB3 ``*.monitor.csv`` in ``folder``, in time order.
+
+    A row's time is the file's ``t_start`` plus its ``t``. A resumed run appends to the same files
+    without a new header, and its ``t`` starts again from 0: such rows are placed after the rows
+    before them.
+    """
     rows = []
     for file in sorted(Path(folder).glob("*monitor.csv")):
-        lines = file.read_text().splitlines()[2:]  # a JSON comment line, then the header r,l,t,...
-        for line in lines:
+        lines = file.read_text().splitlines()
+        try:
+            start = float(json.loads(lines[0].lstrip("#")).get("t_start", 0.0)) if lines else 0.0
+        except (json.JSONDecodeError, AttributeError):
+            start = 0.0
+        base, last = start, -1.0
+        for line in lines[2:]:  # a JSON comment line, then the header r,l,t,...
             ret, length, t = line.split(",")[:3]
-            rows.append((float(t), float(ret), int(length)))
+            if float(t) < last:  # the run was resumed: times start again
+                base += last
+            last = float(t)
+            rows.append((base + float(t), float(ret), int(length)))
     rows.sort()
     returns = np.array([r for _, r, _ in rows], dtype=np.float64)
     lengths = np.array([n for _, _, n in rows], dtype=np.int64)
