@@ -221,8 +221,9 @@ class FEModel:
         if self.processes > 1 and len(local) > 1:
             # Designs already factorised here stay here; the new ones are shared out evenly between
             # this process and the helpers, which work while this one does its part.
-            kept = [g for g in local if self._kept_index(moduli[g[0]]) is not None]
-            new = [g for g in local if self._kept_index(moduli[g[0]]) is None]
+            is_kept = [self._kept_index(moduli[g[0]]) is not None for g in local]
+            kept = [g for g, k in zip(local, is_kept, strict=True) if k]
+            new = [g for g, k in zip(local, is_kept, strict=True) if not k]
             n_remote = len(new) * (self.processes - 1) // self.processes
             remote, local = new[:n_remote], kept + new[n_remote:]
             try:
