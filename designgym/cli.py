@@ -2,6 +2,7 @@
 
     designgym envs                         list the registered design environments
     designgym train --env ID --algo ppo    train an agent into a run folder
+    designgym tune --env ID --algo ppo     an Optuna hyperparameter study (resumable, shareable)
     designgym eval --run DIR               roll a trained agent out on seeded (or given) conditions
     designgym design --env ID --agent DIR --conditions JSON --out design.npy
                                            one design from an agent, with its metrics
@@ -115,6 +116,42 @@ def _report_training(result, as_json: bool) -> int:
     print(f"  learning curve  {result.run_dir / 'learning_curve.png'}")
     print(f"  tensorboard     tensorboard --logdir {result.run_dir / 'tb'}")
     print(f"  resume          designgym train --resume {result.run_dir} --timesteps <more>")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from designgym.agents.tuning import TuneConfig, tune
+
+    config = TuneConfig(
+        env=args.env, algo=args.algo, n_trials=args.n_trials or None, max_total_trials=args.max_total_trials,
+        timeout=args.timeout, timesteps_per_trial=args.timesteps_per_trial, n_evaluations=args.n_evaluations,
+        eval_episodes=args.eval_episodes, sampler=args.sampler, pruner=args.pruner,
+        n_startup_trials=args.n_startup_trials, storage=args.storage, study_name=args.study_name, seed=args.seed,
+        seeds_per_trial=args.seeds_per_trial, sampler_seed=args.sampler_seed,
+        out=None if args.out is None else str(args.out), n_envs=args.n_envs, vec_env=args.vec_env,
+        device=args.device, hyperparams_file=None if args.hyperparams is None else str(args.hyperparams),
+        hyperparams=_key_values(args.params, "--params"), env_kwargs=_key_values(args.env_kwargs, "--env-kwargs"),
+        search_space=args.search_space, heartbeat_interval=args.heartbeat_interval, max_retry=args.max_retry,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+    )
+    result = tune(config, argv=["designgym", *sys.argv[1:]])
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+        return 0
+    counts = result.counts
+    print(f"study {result.study_name!r} in {result.storage}")
+    print(f"  trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed, "
+          f"{counts['running']} running, {counts['waiting']} waiting "
+          f"(this run: {sum(result.this_process.values())} in {result.seconds:.0f} s)")
+    if result.best is not None:
+        print(f"  best: trial {result.best['number']}, mean return {result.best['value']:.4g}")
+        for key, value in result.best["hyperparams"].items():
+            print(f"    {key:<20} {value}")
+    for kind, path in result.files.items():
+        print(f"  {kind:<21} {path}")
+    print(f"  tensorboard           tensorboard --logdir {result.out / 'tb'}")
+    print(f"  dashboard             optuna-dashboard {result.storage}")
+    print("  more trials           run the same command again")
     return 0
 
 
@@ -297,6 +334,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar (default: on in a terminal)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="tune an agent's hyperparameters in an Optuna study",
+                       description="Tune hyperparameters in an Optuna study. Running the same command again "
+                                   "resumes the study; processes given the same --storage and --study-name "
+                                   "share one study, on one machine or many.")
+    p.add_argument("--env", default="designgym/Extrusion-v0", help="env id (default: %(default)s)")
+    p.add_argument("--algo", default="ppo", help="ppo, a2c, sac or td3 (default: %(default)s)")
+    p.add_argument("--n-trials", type=int, default=10,
+                   help="trials this process runs (default: %(default)s; 0 with --max-total-trials: no limit)")
+    p.add_argument("--max-total-trials", type=int, default=None,
+                   help="stop when the study, all processes together, has this many finished trials")
+    p.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
+    p.add_argument("--timesteps-per-trial", type=int, default=10_000,
+                   help="env steps each agent of a trial trains (default: %(default)s)")
+    p.add_argument("--n-evaluations", type=int, default=4,
+                   help="scores per agent reported to the pruner (default: %(default)s)")
+    p.add_argument("--eval-episodes", type=int, default=16,
+                   help="seeded episodes of each score, the same conditions for every trial (default: %(default)s)")
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "random", "cmaes", "gp"])
+    p.add_argument("--pruner", default="median", choices=["median", "halving", "hyperband", "none"])
+    p.add_argument("--n-startup-trials", type=int, default=5,
+                   help="random, unpruned trials before the sampler and pruner use the history (default: 5)")
+    p.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL (postgresql+psycopg2://user:pass@host/db, sqlite:///file.db) or "
+                        "journal:FILE (default: sqlite in the output folder)")
+    p.add_argument("--study-name", default=None, help="default: <Env>_<algo>")
+    p.add_argument("--seed", type=int, default=0,
+                   help="agents of a trial get seeds seed, seed+1, ...; also seeds the scoring conditions")
+    p.add_argument("--seeds-per-trial", type=int, default=1,
+                   help="agents per trial; the trial's value is their mean score (default: %(default)s)")
+    p.add_argument("--sampler-seed", type=int, default=None,
+                   help="seed of the sampler, for a reproducible study (default: fresh per process)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: tuning/<study-name>)")
+    p.add_argument("--n-envs", type=int, default=None, help="default: n_envs of the hyperparameters")
+    p.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc", "batched"])
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--hyperparams", type=Path, default=None, metavar="FILE",
+                   help="YAML hyperparameters under the searched ones (RL Zoo format)")
+    p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="settings under the searched ones")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="arguments of the env")
+    p.add_argument("--search-space", default=None, metavar="MODULE:FUNCTION",
+                   help="a function (trial, budget) -> settings to search instead of the built-in space")
+    p.add_argument("--heartbeat-interval", type=int, default=60,
+                   help="seconds between a running trial's heartbeats; a trial silent for twice as long is "
+                        "failed and retried (default: %(default)s)")
+    p.add_argument("--max-retry", type=int, default=1,
+                   help="times the trial of a dead process is queued again (default: %(default)s)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar over trials (default: on in a terminal)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("eval", help="roll a trained agent out on seeded or given conditions")
     p.add_argument("--run", required=True, help="run folder (or a model .zip)")

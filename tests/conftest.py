@@ -19,3 +19,25 @@ def i_beam(size: int = 32, flange: int = 3, web: int = 2, width: int = 24) -> np
     mid = size // 2
     grid[:, mid - web // 2 : mid - web // 2 + web] = 1
     return grid
+
+
+def tensorboard_contents(tb_dir):
+    """Tags of a run's event files, read with TensorBoard's own reader: scalars (with their values),
+    images, and the plugins that wrote summaries (hparams)."""
+    (run,) = [p for p in tb_dir.iterdir() if p.is_dir()]
+    return tensorboard_run(run)
+
+
+def tensorboard_run(run):
+    """:func:`tensorboard_contents` of one run folder (the one holding the event files)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    scalars = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    plugins = set()
+    for file in run.glob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(file)).Load():
+            plugins.update((v.tag, v.metadata.plugin_data.plugin_name) for v in event.summary.value)
+    return scalars, events.Tags()["images"], plugins, events

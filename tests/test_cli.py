@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import i_beam
+from conftest import i_beam, tensorboard_contents
 
 
 def designgym(*args, cwd=None):
@@ -93,23 +93,6 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites_one(tmp_path):
     again = designgym(*args)
     assert again.returncode == 2 and "already exists" in again.stderr
     assert (run / "model.zip").read_bytes() == before
-
-
-def tensorboard_contents(tb_dir):
-    """Tags of a run's event files, read with TensorBoard's own reader: scalars (with their values),
-    images, and the plugins that wrote summaries (hparams)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
-    (run,) = [p for p in tb_dir.iterdir() if p.is_dir()]
-    events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})
-    events.Reload()
-    scalars = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-    plugins = set()
-    for file in run.glob("events.out.tfevents.*"):
-        for event in EventFileLoader(str(file)).Load():
-            plugins.update((v.tag, v.metadata.plugin_data.plugin_name) for v in event.summary.value)
-    return scalars, events.Tags()["images"], plugins, events
 
 
 @pytest.mark.parametrize("algo, steps, params", [

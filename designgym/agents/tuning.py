@@ -1,0 +1,632 @@
+"""Hyperparameter studies with Optuna (``designgym tune``).
+
+A study tunes one algorithm on one env. Each trial takes settings from the search space
+(:mod:`designgym.agents.search_spaces`) over the shipped ones, trains ``seeds_per_trial`` agents
+for ``timesteps_per_trial`` steps each, and scores them by the mean return of the deterministic
+policy on a fixed, seeded set of conditions, the same for every trial. During training the score
+is reported ``n_evaluations`` times per seed to the pruner, which stops trials that fall behind.
+The trial's value is the mean over its seeds of the last score.
+
+Storage decides who shares a study:
+
+- default: a SQLite file in the output folder (``<out>/study.db``); running the same command
+  again resumes the study;
+- ``--storage URL``: any SQLAlchemy URL, such as ``postgresql+psycopg2://user@host/db``; every
+  ``designgym tune`` process on any machine given the same URL and ``--study-name`` works on the
+  same study;
+- ``--storage journal:PATH``: Optuna's journal file, for file systems where SQLite locks poorly.
+
+On a database (SQLite or server) every running trial sends a heartbeat; a trial whose process
+died (killed, machine lost) is marked failed by the next process that starts a trial, and queued
+once more with the same settings. A trial that raises is recorded as failed and the study goes on.
+
+The output folder holds what to look at:
+
+- ``best_hyperparams.yml``: the best trial's settings in the format of the hyperparameter files,
+  for ``designgym train --hyperparams``;
+- ``trials.csv`` and ``study.json``: every trial of the study (from every worker);
+- ``optimization_history.png``, ``intermediate_values.png`` and ``param_importances.png``;
+- ``tb/``: one TensorBoard run per trial and seed, with the trial's hyperparameters, so that
+  TensorBoard's HParams tab compares trials;
+- ``trials/``: the monitor CSVs of each trial's training episodes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import optuna
+import yaml
+from optuna.trial import TrialState
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+from designgym.agents.hyperparams import check_keys, load_hyperparams, shipped_file
+from designgym.agents.search_spaces import Budget, search_space
+from designgym.agents.training import (
+    ALGORITHMS,
+    VEC_ENVS,
+    DesignMetricsCallback,
+    TrainConfig,
+    make_model,
+    make_training_vec_env,
+    normalize_kwargs,
+    rollout,
+)
+from designgym.envs.registration import resolve_env_id
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp")
+PRUNERS = ("median", "halving", "hyperband", "none")
+#: Seeds of the evaluation episodes start here (plus ``seed``), apart from every training seed.
+EVAL_SEED = 10_000
+
+
+@dataclass
+class TuneConfig:
+    """Options of a study (the ``designgym tune`` flags).
+
+    Attributes:
+        env, algo: what is tuned.
+        n_trials: trials this process runs (``None``: until ``max_total_trials`` or ``timeout``).
+        max_total_trials: stop once the study (all processes together) has this many finished
+            (complete or pruned) trials.
+        timeout: seconds after which this process starts no new trial.
+        timesteps_per_trial: env steps of each agent a trial trains.
+        n_evaluations: scores reported to the pruner per seed.
+        eval_episodes: seeded episodes of each score.
+        sampler: ``tpe``, ``random``, ``cmaes`` or ``gp``.
+        pruner: ``median``, ``halving``, ``hyperband`` or ``none``.
+        n_startup_trials: trials sampled at random, and not pruned, before the sampler and the
+            median pruner use the study's history.
+        storage: where the study lives (see the module's notes); default ``<out>/study.db``.
+        study_name: default ``<Env>_<algo>``.
+        seed: agents of a trial are seeded ``seed, seed + 1, ...``; the evaluation conditions too.
+        seeds_per_trial: agents per trial (RL scores are noisy; the value is their mean).
+        sampler_seed: seeds the sampler, mixed with the number of trials already in the study
+            (so a resumed study does not repeat itself). Default: fresh per process, so that
+            workers sharing a study do not all try the same settings first.
+        out: output folder; default ``tuning/<study_name>``.
+        n_envs, vec_env, device: as for training (``n_envs`` default: the hyperparameters').
+        hyperparams_file, hyperparams: settings under the searched ones, as ``--hyperparams`` and
+            ``--params`` of ``designgym train``.
+        env_kwargs: arguments for ``gymnasium.make``.
+        search_space: ``module:function`` to use instead of the registered space.
+        heartbeat_interval: seconds between heartbeats of a running trial (database storage); a
+            trial silent for twice as long is failed and retried.
+        max_retry: times a trial of a dead process is queued again.
+        progress: show a progress bar over trials.
+    """
+
+    env: str = "designgym/Extrusion-v0"
+    algo: str = "ppo"
+    n_trials: int | None = 10
+    max_total_trials: int | None = None
+    timeout: float | None = None
+    timesteps_per_trial: int = 10_000
+    n_evaluations: int = 4
+    eval_episodes: int = 16
+    sampler: str = "tpe"
+    pruner: str = "median"
+    n_startup_trials: int = 5
+    storage: str | None = None
+    study_name: str | None = None
+    seed: int = 0
+    seeds_per_trial: int = 1
+    sampler_seed: int | None = None
+    out: str | None = None
+    n_envs: int | None = None
+    vec_env: str = "dummy"
+    device: str = "auto"
+    hyperparams_file: str | None = None
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    search_space: str | None = None
+    heartbeat_interval: int = 60
+    max_retry: int = 1
+    progress: bool = False
+
+
+@dataclass
+class TuneResult:
+    study_name: str
+    storage: str
+    out: Path
+    counts: dict[str, int]
+    this_process: dict[str, int]
+    best: dict[str, Any] | None
+    files: dict[str, str]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "study_name": self.study_name,
+            "storage": self.storage,
+            "out": str(self.out),
+            "trials": self.counts,
+            "this_process": self.this_process,
+            "best": self.best,
+            "files": self.files,
+            "seconds": round(self.seconds, 2),
+            "dashboard": f"optuna-dashboard {self.storage}",
+            "tensorboard": f"tensorboard --logdir {self.out / 'tb'}",
+        }
+
+
+def check_config(config: TuneConfig) -> None:
+    """Fill in the defaults and check every option, before anything is written."""
+    config.env = resolve_env_id(config.env)
+    config.algo = config.algo.lower()
+    if config.algo not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {config.algo!r}; choose one of {', '.join(ALGORITHMS)}")
+    if config.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {config.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if config.pruner not in PRUNERS:
+        raise ValueError(f"unknown pruner {config.pruner!r}; choose one of {', '.join(PRUNERS)}")
+    if config.vec_env not in VEC_ENVS:
+        raise ValueError(f"unknown vec_env {config.vec_env!r}; choose one of {', '.join(VEC_ENVS)}")
+    positive = {"timesteps_per_trial": config.timesteps_per_trial, "n_evaluations": config.n_evaluations,
+                "eval_episodes": config.eval_episodes, "seeds_per_trial": config.seeds_per_trial,
+                "heartbeat_interval": config.heartbeat_interval}
+    for option in ("n_trials", "max_total_trials", "n_envs"):
+        if getattr(config, option) is not None:
+            positive[option] = getattr(config, option)
+    for option, value in positive.items():
+        if value < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if config.n_startup_trials < 0 or config.max_retry < 0:
+        raise ValueError("--n-startup-trials and --max-retry must be >= 0")
+    if config.n_trials is None and config.max_total_trials is None and config.timeout is None:
+        raise ValueError("give --n-trials, --max-total-trials or --timeout, or the study never ends")
+    if config.timesteps_per_trial < config.n_evaluations:
+        raise ValueError(f"--timesteps-per-trial ({config.timesteps_per_trial}) must be at least "
+                         f"--n-evaluations ({config.n_evaluations})")
+    config.study_name = config.study_name or f"{config.env.split('/')[-1]}_{config.algo}"
+    config.out = config.out or str(Path("tuning") / config.study_name)
+
+
+def base_settings(config: TuneConfig) -> dict[str, Any]:
+    """The settings under the searched ones: shipped file, ``--hyperparams`` file, ``--params``."""
+    settings = load_hyperparams(config.algo, config.env, config.hyperparams_file)
+    settings.update(config.hyperparams)
+    source = config.hyperparams_file or str(shipped_file(config.algo))
+    check_keys(settings, ALGORITHMS[config.algo], source)
+    normalize_kwargs(settings.get("normalize"), source)
+    if config.n_envs is None:
+        config.n_envs = int(settings.get("n_envs", 4))
+    settings.pop("n_timesteps", None)
+    settings["n_envs"] = config.n_envs
+    return settings
+
+
+def display_url(url: str) -> str:
+    """The storage URL with any password hidden."""
+    if url.startswith("journal:"):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def open_storage(url: str, heartbeat_interval: int = 60, max_retry: int = 1) -> optuna.storages.BaseStorage:
+    """The Optuna storage behind ``url`` (``journal:PATH`` or a SQLAlchemy URL), with heartbeats and
+    retries of dead trials on databases. A storage that cannot be reached is a clear error."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len("journal:"):])
+        if not path.parent.exists():
+            raise FileNotFoundError(f"storage {url}: folder {path.parent} does not exist")
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several processes may share the file; wait for each other's writes instead of failing.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    shown = display_url(url)
+    # Optuna >= 4.9 names the retry callback for what it does; older releases have the first name.
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+        optuna.storages.RetryFailedTrialCallback
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=2 * heartbeat_interval,
+                heartbeat_stale_trial_callback=retry(max_retry=max_retry),
+            )
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            f"storage {shown} needs the database driver {exc.name!r}, which is not installed; "
+            "for PostgreSQL: pip install 'designgym[postgres]'"
+        ) from None
+    except Exception as exc:  # sqlalchemy's OperationalError, ArgumentError...
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise RuntimeError(
+            f"cannot open the study storage {shown}: {reason}; check the URL, that the database server "
+            "is running and reachable, and the user's rights"
+        ) from None
+
+
+def make_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(n_startup_trials=n_startup_trials, seed=seed)
+        # Categorical settings (network size, activation) are sampled by TPE beside these two.
+        fallback = optuna.samplers.TPESampler(n_startup_trials=n_startup_trials, seed=seed)
+        if name == "cmaes":
+            return optuna.samplers.CmaEsSampler(n_startup_trials=n_startup_trials, seed=seed,
+                                                independent_sampler=fallback, warn_independent_sampling=False)
+        return optuna.samplers.GPSampler(n_startup_trials=n_startup_trials, seed=seed,
+                                         independent_sampler=fallback, warn_independent_sampling=False)
+
+
+def make_pruner(name: str, n_startup_trials: int, steps: int) -> optuna.pruners.BasePruner:
+    """``steps``: reports per trial (evaluations x seeds)."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=steps // 3)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=steps)
+    return optuna.pruners.NopPruner()
+
+
+class TrialEvaluation(BaseCallback):
+    """Scores the agent every ``every`` env steps on the trial's fixed conditions, logs the score to
+    TensorBoard, reports it to the trial at ``first_step + i`` and stops training when the pruner
+    says so. Logs the trial's hyperparameters for TensorBoard's HParams tab at the start."""
+
+    def __init__(self, trial: optuna.Trial, env: gym.Env, every: int, count: int, episodes: int, seed: int,
+                 first_step: int, hparams: dict[str, Any]) -> None:
+        super().__init__()
+        self.trial, self.env, self.every, self.count = trial, env, int(every), int(count)
+        self.episodes, self.seed, self.first_step, self.hparams = int(episodes), int(seed), first_step, hparams
+        self.scores: list[float] = []
+        self.pruned = False
+        self._next = self.every
+
+    def _on_training_start(self) -> None:
+        from stable_baselines3.common.logger import HParam
+
+        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in self.hparams.items()}
+        metrics = {"eval/mean_reward": 0.0, "eval/feasible_rate": 0.0, "trial/value": 0.0}
+        self.logger.record("hparams", HParam(hparams, metrics), exclude=("stdout", "log", "json", "csv"))
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next and len(self.scores) < self.count:
+            self._next += self.every
+            return self.evaluate()
+        return True
+
+    def evaluate(self) -> bool:
+        """Score, log and report once; False when the trial is to be pruned."""
+        normalizer = self.model.get_vec_normalize_env()
+
+        def act(obs: Any) -> np.ndarray:
+            if normalizer is not None:
+                obs = normalizer.normalize_obs(obs)
+            return self.model.predict(obs, deterministic=True)[0]
+
+        summary = rollout(self.env, act, self.episodes, seed=self.seed)["summary"]
+        score = summary["mean_return"]
+        self.scores.append(score)
+        self.logger.record("eval/mean_reward", score)
+        self.logger.record("eval/feasible_rate", summary["feasible_rate"])
+        self.logger.dump(self.num_timesteps)
+        if not math.isfinite(score):
+            return True  # reported as the trial's value, which Optuna records as a failure
+        self.trial.report(score, self.first_step + len(self.scores) - 1)
+        if self.trial.should_prune():
+            self.pruned = True
+            return False
+        return True
+
+
+class Objective:
+    """One trial: sample settings, train and score ``seeds_per_trial`` agents, return their mean score."""
+
+    def __init__(self, config: TuneConfig, base: dict[str, Any]) -> None:
+        self.config, self.base = config, base
+        self.space = search_space(config.algo, config.search_space)
+        self.out = Path(config.out)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        probe = gym.make(config.env, **config.env_kwargs)
+        self.n_actions = int(np.prod(probe.action_space.shape))
+        probe.close()
+        self.budget = Budget(n_envs=config.n_envs, n_actions=self.n_actions, timesteps=config.timesteps_per_trial,
+                             eval_every=max(1, config.timesteps_per_trial // config.n_evaluations))
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", self.worker)
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            # Optuna records the trial as failed and goes on; keep the reason with the trial.
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
+        from stable_baselines3.common.logger import configure
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        config = self.config
+        sampled = self.space(trial, self.budget)
+        if not isinstance(sampled, dict):
+            raise TypeError(f"the search space returned {type(sampled).__name__}, not a dict of settings")
+        settings = {**self.base, **sampled}
+        check_keys(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
+        trial.set_user_attr("hyperparams", _plain(sampled))
+        name = f"trial_{trial.number:04d}"
+        finals: list[float] = []
+        for k in range(config.seeds_per_trial):
+            seed = config.seed + k
+            train_config = TrainConfig(env=config.env, algo=config.algo, timesteps=config.timesteps_per_trial,
+                                       seed=seed, n_envs=config.n_envs, vec_env=config.vec_env,
+                                       device=config.device, env_kwargs=config.env_kwargs)
+            vec_env = make_training_vec_env(train_config, self.out / "trials" / name / f"monitor_s{seed}")
+            eval_env = gym.make(config.env, **config.env_kwargs)
+            logger = configure(str(self.out / "tb" / f"{name}_s{seed}"), ["tensorboard"])
+            try:
+                norm = normalize_kwargs(settings.get("normalize"))
+                if norm is not None:
+                    vec_env = VecNormalize(vec_env, **norm)
+                model = make_model(train_config, vec_env, settings, tensorboard_log=None)
+                model.set_logger(logger)
+                hparams = {"trial": trial.number, "seed": seed, **{k2: v for k2, v in settings.items()}}
+                scorer = TrialEvaluation(trial, eval_env, self.budget.eval_every, config.n_evaluations,
+                                         config.eval_episodes, EVAL_SEED + config.seed,
+                                         first_step=k * config.n_evaluations, hparams=hparams)
+                model.learn(config.timesteps_per_trial, callback=CallbackList([DesignMetricsCallback(), scorer]))
+                if not scorer.pruned and len(scorer.scores) < config.n_evaluations:
+                    scorer.evaluate()  # the run ended between two evaluation points
+                logger.record("trial/value", scorer.scores[-1])
+                logger.dump(model.num_timesteps)
+            finally:
+                logger.close()
+                vec_env.close()
+                eval_env.close()
+            finals.append(scorer.scores[-1])
+            trial.set_user_attr("seed_values", finals)
+            if scorer.pruned:
+                raise optuna.TrialPruned(f"pruned at seed {seed}, evaluation {len(scorer.scores)}")
+        return float(np.mean(finals))
+
+
+def tune(config: TuneConfig, argv: list[str] | None = None) -> TuneResult:
+    """Run (or resume, or join) the study ``config`` describes; write its results to ``config.out``."""
+    started = time.perf_counter()
+    check_config(config)
+    base = base_settings(config)
+    search_space(config.algo, config.search_space)  # a bad --search-space fails before anything is written
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    url = config.storage or f"sqlite:///{out / 'study.db'}"
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return _tune(config, base, out, url, argv, started)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _tune(config: TuneConfig, base: dict[str, Any], out: Path, url: str, argv: list[str] | None,
+          started: float) -> TuneResult:
+    storage = open_storage(url, config.heartbeat_interval, config.max_retry)
+    reports = config.n_evaluations * config.seeds_per_trial
+    study = optuna.create_study(
+        storage=storage, study_name=config.study_name, direction="maximize", load_if_exists=True,
+        pruner=make_pruner(config.pruner, config.n_startup_trials, reports),
+    )
+    _check_study(study, config)
+    existing = len(study.trials)
+    entropy = config.sampler_seed if config.sampler_seed is not None else int.from_bytes(os.urandom(4), "little")
+    sampler_seed = int(np.random.SeedSequence([entropy, existing]).generate_state(1)[0])
+    study.sampler = make_sampler(config.sampler, sampler_seed, config.n_startup_trials)
+    if argv is not None:
+        with open(out / "commands.txt", "a") as handle:
+            handle.write(" ".join(argv) + "\n")
+
+    objective = Objective(config, base)
+    mine: list[int] = []
+
+    def note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        mine.append(trial.number)
+        if not config.progress:
+            value = "" if trial.value is None else f" value {trial.value:.4g}"
+            steps = "" if trial.last_step is None else f" after {trial.last_step + 1} evaluation(s)"
+            print(f"trial {trial.number}: {trial.state.name.lower()}{value}{steps}", file=sys.stderr, flush=True)
+
+    callbacks = [note]
+    remaining = config.n_trials
+    if config.max_total_trials is not None:
+        callbacks.append(optuna.study.MaxTrialsCallback(config.max_total_trials,
+                                                        states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        left = max(0, config.max_total_trials - done)
+        remaining = left if remaining is None else min(remaining, left)
+    try:
+        if remaining != 0:
+            study.optimize(objective, n_trials=remaining, timeout=config.timeout, callbacks=callbacks,
+                           catch=(Exception,), show_progress_bar=config.progress and remaining is not None)
+    finally:
+        # Also after Ctrl-C: the results so far are written before the command exits.
+        files = export_results(study, config, display_url(url))
+    trials = study.get_trials(deepcopy=False)
+    counts = _counts(trials)
+    this_process = _counts([t for t in trials if t.number in mine])
+    failed = [t for t in trials if t.number in mine and t.state == TrialState.FAIL]
+    if mine and len(failed) == len(mine):
+        reason = failed[0].user_attrs.get("error", "see the warnings above")
+        raise RuntimeError(f"every trial of this run failed; the first: {reason}")
+    return TuneResult(config.study_name, display_url(url), out, counts, this_process, _best(study), files,
+                      time.perf_counter() - started)
+
+
+def _check_study(study: optuna.Study, config: TuneConfig) -> None:
+    """A study joined by name must be the same task; its settings are recorded when it is made."""
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise ValueError(f"study {config.study_name!r} minimises; it was not made by designgym tune. "
+                         "Choose another --study-name")
+    task = {"env": config.env, "algo": config.algo, "timesteps_per_trial": config.timesteps_per_trial,
+            "n_evaluations": config.n_evaluations, "seeds_per_trial": config.seeds_per_trial,
+            "eval_episodes": config.eval_episodes, "seed": config.seed, "env_kwargs": config.env_kwargs}
+    recorded = study.user_attrs.get("designgym")
+    if recorded is None:
+        study.set_user_attr("designgym", _plain(task))
+        return
+    for key in ("env", "algo"):
+        if recorded.get(key) != task[key]:
+            raise ValueError(f"study {config.study_name!r} tunes {recorded.get('algo')} on {recorded.get('env')}, "
+                             f"not {config.algo} on {config.env}; choose another --study-name")
+    changed = sorted(k for k in task if k in recorded and _plain(task[k]) != recorded[k])
+    if changed:
+        raise ValueError(
+            f"study {config.study_name!r} scores trials with "
+            + ", ".join(f"{k}={recorded[k]!r}" for k in changed)
+            + "; scores made otherwise would not compare. Use the same settings, or another --study-name"
+        )
+
+
+def _counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    counts = {state.name.lower(): 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
+                                                   TrialState.RUNNING, TrialState.WAITING)}
+    for trial in trials:
+        counts[trial.state.name.lower()] += 1
+    return counts
+
+
+def _best(study: optuna.Study) -> dict[str, Any] | None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    best = max(complete, key=lambda t: t.value)
+    return {"number": best.number, "value": best.value, "params": best.params,
+            "hyperparams": best.user_attrs.get("hyperparams", {}), "seed_values": best.user_attrs.get("seed_values")}
+
+
+def best_hyperparams_yaml(study: optuna.Study, config: TuneConfig, base: dict[str, Any] | None = None) -> str | None:
+    """The best trial's settings (over the base ones) as a hyperparameter file for ``designgym train``."""
+    best = _best(study)
+    if best is None:
+        return None
+    settings = dict(base if base is not None else base_settings(config))
+    settings.update(best["hyperparams"])
+    settings["n_timesteps"] = config.timesteps_per_trial
+    header = (
+        f"# Best trial of the Optuna study {study.study_name!r}: trial {best['number']}, mean return "
+        f"{best['value']:.4g}\n# ({config.seeds_per_trial} seed(s), {config.timesteps_per_trial} steps each, scored on "
+        f"{config.eval_episodes} seeded episodes).\n"
+        f"# Train with: designgym train --env {config.env} --algo {config.algo} --hyperparams best_hyperparams.yml"
+        " [--timesteps N]\n"
+    )
+    return header + yaml.safe_dump({config.env: _plain(settings)}, sort_keys=False)
+
+
+def export_results(study: optuna.Study, config: TuneConfig, storage: str) -> dict[str, str]:
+    """Write the study's results (all its trials, whoever ran them) to ``config.out``."""
+    out = Path(config.out)
+    files: dict[str, str] = {}
+    trials = study.get_trials(deepcopy=False)
+    text = best_hyperparams_yaml(study, config)
+    if text is not None:
+        files["best_hyperparams"] = str(_write_text(out / "best_hyperparams.yml", text))
+    files["trials"] = str(_write_text(out / "trials.csv", _trials_csv(trials)))
+    summary = {"study_name": study.study_name, "storage": storage, "settings": study.user_attrs.get("designgym"),
+               "trials": _counts(trials), "best": _best(study)}
+    files["study"] = str(_write_text(out / "study.json", json.dumps(summary, indent=2, default=str) + "\n"))
+    files.update(_plots(study, out))
+    return files
+
+
+def _trials_csv(trials: list[optuna.trial.FrozenTrial]) -> str:
+    params = sorted({name for t in trials for name in t.params})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["number", "state", "value", "evaluations", "seconds", "worker", "retry_of", "error", *params])
+    for t in trials:
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and \
+            t.datetime_start else ""
+        writer.writerow([t.number, t.state.name, "" if t.value is None else t.value, len(t.intermediate_values),
+                         seconds, t.user_attrs.get("worker", ""), t.system_attrs.get("failed_trial", ""),
+                         t.user_attrs.get("error", ""), *[t.params.get(p, "") for p in params]])
+    return buffer.getvalue()
+
+
+def _plots(study: optuna.Study, out: Path) -> dict[str, str]:
+    """PNG plots of the study; a plot that needs more finished trials than there are is left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    made: dict[str, str] = {}
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    wanted = [("optimization_history", plots.plot_optimization_history, 1),
+              ("intermediate_values", plots.plot_intermediate_values, 1),
+              ("param_importances", plots.plot_param_importances, 2)]
+    for name, plot, needs in wanted:
+        if len(complete) < needs:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                axes = plot(study)
+                figure = axes.figure
+                figure.set_size_inches(8, 5)
+                figure.tight_layout()
+                path = out / f"{name}.png"
+                fd, tmp = tempfile.mkstemp(dir=out, suffix=".png")
+                os.close(fd)
+                figure.savefig(tmp, dpi=100)
+                os.replace(tmp, path)
+                plt.close(figure)
+            made[name] = str(path)
+        except (ValueError, RuntimeError) as exc:  # e.g. importances when every trial has the same params
+            print(f"designgym tune: {name}.png not made: {exc}", file=sys.stderr)
+    return made
+
+
+def _write_text(path: Path, text: str) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """JSON/YAML-safe copy: numpy scalars to numbers, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+

@@ -1,0 +1,202 @@
+"""Hyperparameter studies: search spaces, and `designgym tune` run as a user runs it."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import gymnasium as gym
+import numpy as np
+import optuna
+import pytest
+import yaml
+from conftest import tensorboard_run
+
+from designgym.agents.hyperparams import check_keys
+from designgym.agents.search_spaces import SEARCH_SPACES, Budget, search_space
+from designgym.agents.training import ALGORITHMS, TrainConfig, make_model
+
+# A study small enough for the suite: 512 steps per trial, scored 4 times on 8 seeded episodes.
+SMALL = ["--env", "Extrusion-v0", "--timesteps-per-trial", "512", "--n-evaluations", "4", "--eval-episodes", "8",
+         "--n-startup-trials", "2", "--device", "cpu", "--no-progress", "--json"]
+
+
+def designgym(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "designgym", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def load(out, name="Extrusion-v0_ppo"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+@pytest.mark.parametrize("algo", sorted(SEARCH_SPACES))
+def test_every_sampled_setting_builds_an_agent(algo):
+    """Many draws from each space: the keys are the algorithm's, and SB3 accepts the values."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    vec_env = DummyVecEnv([lambda: gym.make("designgym/Extrusion-v0") for _ in range(4)])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    budget = Budget(n_envs=4, n_actions=8, timesteps=512, eval_every=128)
+    for _ in range(12):
+        trial = study.ask()
+        settings = search_space(algo)(trial, budget)
+        check_keys(settings, ALGORITHMS[algo], "space")
+        model = make_model(TrainConfig(env="designgym/Extrusion-v0", algo=algo, seed=0, device="cpu"), vec_env,
+                           settings, tensorboard_log=None)
+        if algo in ("ppo", "a2c"):
+            # One rollout fits in an evaluation interval, so every interval sees an update.
+            assert settings["n_steps"] * budget.n_envs <= budget.eval_every
+        if algo == "ppo":
+            assert model.batch_size <= model.n_steps * budget.n_envs
+        if algo in ("sac", "td3"):
+            assert settings["learning_starts"] <= budget.timesteps // 2
+        assert 0.9 <= settings["gamma"] < 1.0 and "activation_fn" in settings["policy_kwargs"]
+        study.tell(trial, 0.0)
+    vec_env.close()
+
+
+def test_a_search_space_named_by_the_user_is_used(tmp_path):
+    (tmp_path / "myspaces.py").write_text("def tiny(trial, budget):\n    return {}\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert search_space("ppo", "myspaces:tiny").__name__ == "tiny"
+        with pytest.raises(ValueError, match="has no function 'nope'"):
+            search_space("ppo", "myspaces:nope")
+        with pytest.raises(ValueError, match="must read module:function"):
+            search_space("ppo", "myspaces")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_study_prunes_resumes_and_exports_hyperparameters_that_train(tmp_path):
+    out = tmp_path / "study"
+    args = ["tune", *SMALL, "--pruner", "halving", "--sampler-seed", "1", "--out", str(out)]
+    first = designgym(*args, "--n-trials", "5")
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["trials"]["complete"] + report["trials"]["pruned"] == 5
+    assert report["trials"]["pruned"] >= 1 and report["trials"]["complete"] >= 1
+
+    study = load(out)
+    trials = study.trials
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    # A pruned trial stopped training: fewer scores, and fewer training episodes in its monitor files.
+    assert all(sorted(t.intermediate_values) == [0, 1, 2, 3] for t in complete)
+    stopped = [t for t in pruned if t.last_step < 3]
+    assert stopped, [t.intermediate_values for t in pruned]
+    assert _episodes(out, stopped[0].number) < _episodes(out, complete[0].number)
+    assert report["best"]["value"] == max(t.value for t in complete)
+
+    # Every trial has its own TensorBoard run, with its hyperparameters and its scores.
+    for t in trials:
+        scalars, _, plugins, _ = tensorboard_run(out / "tb" / f"trial_{t.number:04d}_s0")
+        assert len(scalars["eval/mean_reward"]) == len(t.intermediate_values)
+        assert np.allclose(scalars["eval/mean_reward"], [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
+        assert ("_hparams_/session_start_info", "hparams") in plugins
+    for name in ("optimization_history", "intermediate_values", "param_importances"):
+        assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [int(r["number"]) for r in rows] == list(range(5))
+
+    # The same command again adds trials to the same study; the earlier ones are untouched.
+    second = designgym(*args, "--n-trials", "2")
+    assert second.returncode == 0, second.stderr
+    again = load(out).trials
+    assert [t.number for t in again] == list(range(7))
+    assert [(t.params, t.value, t.state) for t in again[:5]] == [(t.params, t.value, t.state) for t in trials]
+    assert again[5].params != trials[0].params  # the resumed sampler does not start over
+
+    # The exported file trains, unchanged, with the best trial's settings.
+    best = json.loads(second.stdout)["best"]
+    exported = yaml.safe_load((out / "best_hyperparams.yml").read_text())["designgym/Extrusion-v0"]
+    assert exported["learning_rate"] == pytest.approx(best["hyperparams"]["learning_rate"])
+    trained = designgym("train", "--env", "Extrusion-v0", "--hyperparams", str(out / "best_hyperparams.yml"),
+                        "--timesteps", "256", "--eval-freq", "0", "--eval-episodes", "2", "--out", str(tmp_path),
+                        "--run-name", "from-study", "--no-progress", "--device", "cpu")
+    assert trained.returncode == 0, trained.stderr
+    used = json.loads((tmp_path / "from-study" / "config.json").read_text())["resolved_hyperparams"]
+    for key, value in best["hyperparams"].items():
+        assert used[key] == pytest.approx(value) if isinstance(value, float) else used[key] == value, key
+
+
+def _episodes(out, number):
+    rows = 0
+    for file in (out / "trials" / f"trial_{number:04d}" / "monitor_s0").glob("*.monitor.csv"):
+        rows += len(file.read_text().splitlines()) - 2
+    return rows
+
+
+def test_a_seeded_study_is_reproducible_and_journal_storage_works(tmp_path):
+    runs = []
+    for name, storage in (("a", None), ("b", f"journal:{tmp_path / 'b.log'}")):
+        args = ["tune", *SMALL, "--sampler", "random", "--pruner", "none", "--sampler-seed", "7", "--n-trials", "2",
+                "--out", str(tmp_path / name)]
+        result = designgym(*args, *(["--storage", storage] if storage else []))
+        assert result.returncode == 0, result.stderr
+        runs.append(result)
+    study_b = optuna.load_study(
+        study_name="Extrusion-v0_ppo",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "b.log"))),
+    )
+    a, b = load(tmp_path / "a").trials, study_b.trials
+    assert [t.params for t in a] == [t.params for t in b]
+    assert [t.value for t in a] == pytest.approx([t.value for t in b], abs=1e-9)
+
+
+def test_a_trial_that_raises_is_recorded_as_failed_and_the_study_goes_on(tmp_path):
+    (tmp_path / "flaky_space.py").write_text(textwrap.dedent("""
+        def space(trial, budget):
+            lr = trial.suggest_float("learning_rate", 1e-4, 1e-3, log=True)
+            if trial.number == 1:
+                raise RuntimeError("planted failure in trial 1")
+            return {"learning_rate": lr, "n_steps": 32}
+    """))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = designgym("tune", *SMALL, "--n-trials", "3", "--pruner", "none", "--search-space", "flaky_space:space",
+                       "--out", str(tmp_path / "out"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["trials"] == {"complete": 2, "pruned": 0, "fail": 1, "running": 0, "waiting": 0}
+    failed = load(tmp_path / "out").trials[1]
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["error"] == "RuntimeError: planted failure in trial 1"
+
+    # When every trial of a run fails, the command says so and exits non-zero.
+    (tmp_path / "broken_space.py").write_text("def space(trial, budget):\n    return {'n_stepz': 8}\n")
+    broken = designgym("tune", *SMALL, "--n-trials", "2", "--search-space", "broken_space:space",
+                       "--out", str(tmp_path / "broken"), env=env)
+    assert broken.returncode == 2
+    assert "every trial of this run failed" in broken.stderr and "n_stepz" in broken.stderr
+    assert "Traceback" not in broken.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--storage", "postgresql+psycopg2://nobody@127.0.0.1:9/none"], "cannot open the study storage"),
+    (["--storage", "sqlite:////no/such/folder/study.db"], "cannot open the study storage"),
+    (["--storage", "journal:/no/such/folder/study.log"], "folder /no/such/folder does not exist"),
+    (["--sampler", "grid"], "invalid choice: 'grid'"),
+    (["--algo", "dqn"], "unknown algorithm 'dqn'"),
+    (["--search-space", "no_such_module:space"], "cannot import 'no_such_module'"),
+    (["--n-evaluations", "0"], "--n-evaluations must be at least 1"),
+])
+def test_bad_tune_input_gives_one_clear_line(tmp_path, args, message):
+    result = designgym("tune", *SMALL, "--n-trials", "1", "--out", str(tmp_path / "out"), *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "best_hyperparams.yml").exists()
+
+
+def test_joining_a_study_of_another_task_is_refused(tmp_path):
+    out = str(tmp_path / "out")
+    first = designgym("tune", *SMALL, "--n-trials", "1", "--pruner", "none", "--out", out, "--study-name", "s")
+    assert first.returncode == 0, first.stderr
+    before = (tmp_path / "out" / "study.db").read_bytes()
+    other = designgym("tune", *SMALL, "--n-trials", "1", "--out", out, "--study-name", "s", "--algo", "a2c")
+    assert other.returncode == 2 and "tunes ppo on designgym/Extrusion-v0, not a2c" in other.stderr
+    changed = designgym("tune", *SMALL[:2], "--timesteps-per-trial", "1024", *SMALL[4:], "--n-trials", "1",
+                        "--out", out, "--study-name", "s")
+    assert changed.returncode == 2 and "timesteps_per_trial=512" in changed.stderr
+    assert (tmp_path / "out" / "study.db").read_bytes() == before
