@@ -95,7 +95,8 @@ def test_study_prunes_resumes_and_exports_hyperparameters_that_train(tmp_path):
     for t in trials:
         scalars, _, plugins, _ = tensorboard_run(out / "tb" / f"trial_{t.number:04d}_s0")
         assert len(scalars["eval/mean_reward"]) == len(t.intermediate_values)
-        assert np.allclose(scalars["eval/mean_reward"], [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
+        reported = [t.intermediate_values[k] for k in sorted(t.intermediate_values)]
+        assert np.allclose(scalars["eval/mean_reward"], reported)
         assert ("_hparams_/session_start_info", "hparams") in plugins
     for name in ("optimization_history", "intermediate_values", "param_importances"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name

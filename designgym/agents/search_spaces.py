@@ -1,10 +1,10 @@
 """What ``designgym tune`` searches over, one function per algorithm.
 
 A search space is a function ``space(trial, budget) -> settings``: it asks the Optuna ``trial``
-for values (``budget`` says how many envs and steps a trial has, see :class:`Budget`) and returns hyperparameters in the format of the YAML files
-(:mod:`designgym.agents.hyperparams`), so the best trial can be written out as a file that
-``designgym train --hyperparams`` reads unchanged. Settings it does not return keep the values of
-the shipped file (and of ``--hyperparams``).
+for values (``budget`` says how many envs and steps a trial has, see :class:`Budget`) and returns
+hyperparameters in the format of the YAML files (:mod:`designgym.agents.hyperparams`), so the
+best trial can be written out as a file that ``designgym train --hyperparams`` reads unchanged.
+Settings it does not return keep the values of the shipped file (and of ``--hyperparams``).
 
 As in the RL Baselines3 Zoo, values that matter on a log scale, or near a bound, are suggested as
 transformed variables: ``one_minus_gamma`` on a log scale instead of ``gamma`` (0.9 and 0.99 are as
