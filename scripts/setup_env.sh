@@ -8,6 +8,10 @@
 #   TORCH_VERSION      the CPU build's version (default 2.13.0)
 #   TORCH_INDEX_URL    an extra package index for it, such as PyTorch's CPU wheel index
 #   PYTHON             the interpreter for the venv (default python3; needs >= 3.10)
+#
+# The tests of studies shared over PostgreSQL start a throw-away server of their own; where its
+# programs (initdb, postgres) are missing they are installed with apt-get when this runs as root,
+# else the command to run is printed. SKIP_POSTGRES=1 leaves them out.
 set -euo pipefail
 
 venv=${1:-.venv}
@@ -34,3 +38,17 @@ fi
 echo "setup: installing designgym and its requirements into $venv"
 "${pip[@]}" -e ".[dev]"
 "$venv/bin/python" -c 'import designgym, torch; print(f"setup: designgym {designgym.__version__}, torch {torch.__version__}, envs: {len(designgym.list_envs())}")'
+
+has_postgres() {
+    command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+if [ "${SKIP_POSTGRES:-0}" != 1 ] && ! has_postgres; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing the PostgreSQL server (Debian package postgresql) for the shared-study tests"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+            || echo "setup: could not install PostgreSQL; the shared-study tests will be skipped" >&2
+    else
+        echo "setup: PostgreSQL server not found; to run the shared-study tests: sudo apt-get install postgresql" >&2
+    fi
+fi

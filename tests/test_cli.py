@@ -25,7 +25,7 @@ def test_envs_lists_every_env_with_a_description():
     assert all(e["description"] for e in data["envs"])
 
 
-@pytest.mark.parametrize("command", ["envs", "train", "eval", "design", "evaluate", "baseline"])
+@pytest.mark.parametrize("command", ["envs", "train", "tune", "eval", "design", "evaluate", "baseline"])
 def test_every_command_has_help(command):
     result = designgym(command, "--help")
     assert result.returncode == 0 and "usage: designgym" in result.stdout
@@ -214,3 +214,9 @@ def test_scripts_train_takes_the_same_options():
     result = subprocess.run([sys.executable, "scripts/train.py", "--help"], capture_output=True, text=True,
                             cwd=__import__("pathlib").Path(__file__).resolve().parents[1], timeout=120)
     assert result.returncode == 0 and "--vec-env" in result.stdout and "--resume" in result.stdout
+
+
+def test_scripts_tune_takes_the_same_options():
+    result = subprocess.run([sys.executable, "scripts/tune.py", "--help"], capture_output=True, text=True,
+                            cwd=__import__("pathlib").Path(__file__).resolve().parents[1], timeout=120)
+    assert result.returncode == 0 and "--storage" in result.stdout and "--seeds-per-trial" in result.stdout

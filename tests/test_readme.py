@@ -56,3 +56,22 @@ def test_every_picture_the_readme_shows_exists():
     assert pictures
     for picture in pictures:
         assert (README.parent / picture).stat().st_size > 1000, picture
+
+
+def test_tune_search_space_example_runs():
+    from designgym.agents import search_spaces
+
+    (block,) = python_blocks("Tune hyperparameters")
+    saved = dict(search_spaces.SEARCH_SPACES)
+    try:
+        namespace: dict = {}
+        exec(compile(block, "README.md", "exec"), namespace)
+        import optuna
+
+        trial = optuna.create_study().ask()
+        budget = search_spaces.Budget(n_envs=4, n_actions=8, timesteps=1024, eval_every=256)
+        settings = search_spaces.search_space("ppo")(trial, budget)
+        assert set(settings) == {"learning_rate", "n_steps", "policy_kwargs"}
+    finally:
+        search_spaces.SEARCH_SPACES.clear()
+        search_spaces.SEARCH_SPACES.update(saved)

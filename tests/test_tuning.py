@@ -3,9 +3,15 @@
 import csv
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -190,14 +196,71 @@ def test_bad_tune_input_gives_one_clear_line(tmp_path, args, message):
     assert not (tmp_path / "out" / "best_hyperparams.yml").exists()
 
 
-def test_joining_a_study_of_another_task_is_refused(tmp_path):
-    out = str(tmp_path / "out")
-    first = designgym("tune", *SMALL, "--n-trials", "1", "--pruner", "none", "--out", out, "--study-name", "s")
-    assert first.returncode == 0, first.stderr
-    before = (tmp_path / "out" / "study.db").read_bytes()
-    other = designgym("tune", *SMALL, "--n-trials", "1", "--out", out, "--study-name", "s", "--algo", "a2c")
+@pytest.fixture(scope="module")
+def one_trial_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one") / "out"
+    result = designgym("tune", *SMALL, "--n-trials", "1", "--pruner", "none", "--out", str(out), "--study-name", "s")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_joining_a_study_of_another_task_is_refused(one_trial_study, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(one_trial_study, out)
+    before = (out / "study.db").read_bytes()
+    other = designgym("tune", *SMALL, "--n-trials", "1", "--out", str(out), "--study-name", "s", "--algo", "a2c")
     assert other.returncode == 2 and "tunes ppo on designgym/Extrusion-v0, not a2c" in other.stderr
     changed = designgym("tune", *SMALL[:2], "--timesteps-per-trial", "1024", *SMALL[4:], "--n-trials", "1",
-                        "--out", out, "--study-name", "s")
+                        "--out", str(out), "--study-name", "s")
     assert changed.returncode == 2 and "timesteps_per_trial=512" in changed.stderr
-    assert (tmp_path / "out" / "study.db").read_bytes() == before
+    assert (out / "study.db").read_bytes() == before
+
+
+def test_optuna_dashboard_reads_the_study(one_trial_study):
+    """The documented `optuna-dashboard sqlite:///<out>/study.db` serves the study and its trial."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dashboard = Path(sys.executable).parent / "optuna-dashboard"
+    server = subprocess.Popen([str(dashboard), f"sqlite:///{one_trial_study / 'study.db'}", "--host", "127.0.0.1",
+                               "--port", str(port), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as reply:
+                    studies = json.load(reply)["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                assert time.monotonic() < deadline, "optuna-dashboard did not answer"
+                time.sleep(0.3)
+        (study,) = studies
+        assert study["study_name"] == "s" and study["directions"] == ["maximize"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}?after=0") as reply:
+            trials = json.load(reply)["trials"]
+        assert [t["state"] for t in trials] == ["Complete"]
+        assert len(trials[0]["intermediate_values"]) == 4
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_ctrl_c_fails_the_running_trial_and_writes_the_results(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "designgym", "tune", *SMALL[:2], "--timesteps-per-trial", "100000",
+               *SMALL[4:], "--n-trials", "3", "--pruner", "none", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "tb" / "trial_0000_s0").exists():  # training has started
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "designgym: interrupted"
+    (trial,) = load(out).trials
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["error"].startswith("KeyboardInterrupt")
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [(r["number"], r["state"]) for r in rows] == [("0", "FAIL")]
