@@ -264,3 +264,16 @@ def test_ctrl_c_fails_the_running_trial_and_writes_the_results(tmp_path):
     assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["error"].startswith("KeyboardInterrupt")
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [(r["number"], r["state"]) for r in rows] == [("0", "FAIL")]
+
+
+@pytest.mark.parametrize("sampler, pruner", [("cmaes", "hyperband"), ("gp", "median")])
+def test_every_sampler_and_pruner_runs_a_study(tmp_path, sampler, pruner):
+    result = designgym("tune", *SMALL[:2], "--timesteps-per-trial", "256", "--n-evaluations", "2", *SMALL[6:],
+                       "--n-trials", "3", "--n-startup-trials", "1", "--sampler", sampler, "--pruner", pruner,
+                       "--sampler-seed", "0", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)["trials"]
+    assert counts["complete"] >= 1 and counts["complete"] + counts["pruned"] == 3
+    # After the one random start-up trial, the sampler proposes from the history.
+    params = [t.params for t in load(tmp_path).trials]
+    assert len({json.dumps(p, sort_keys=True) for p in params}) == 3

@@ -14,7 +14,8 @@ Storage decides who shares a study:
 - ``--storage URL``: any SQLAlchemy URL, such as ``postgresql+psycopg2://user@host/db``; every
   ``designgym tune`` process on any machine given the same URL and ``--study-name`` works on the
   same study;
-- ``--storage journal:PATH``: Optuna's journal file, for file systems where SQLite locks poorly.
+- ``--storage journal:PATH``: Optuna's journal file, for file systems where SQLite locks poorly
+  (no heartbeats there: the trial of a killed process stays marked running).
 
 On a database (SQLite or server) every running trial sends a heartbeat; a trial whose process
 died (killed, machine lost) is marked failed by the next process that starts a trial, and queued
