@@ -63,15 +63,19 @@ def main() -> None:
                              "--timesteps-per-trial", str(args.timesteps_per_trial), "--storage", storage,
                              "--study-name", "bench", "--out", str(out / f"worker{i}"), "--json", "--no-progress")
                    for i in range(args.workers)]
-        reports = [json.loads(text) for text in wait_all(workers)]
+        wait_all(workers)
         study_seconds = time.perf_counter() - started
-        last = reports[-1]
+        # Each worker wrote the study as it stood when it finished; read it once all are done.
+        (text,) = wait_all([designgym("tune", "--env", args.env, "--algo", args.algo, "--timesteps-per-trial",
+                                      str(args.timesteps_per_trial), "--storage", storage, "--study-name", "bench",
+                                      "--out", str(out / "final"), "--export-only", "--json")])
+        final = json.loads(text)
         print(f"study: {args.workers} workers x {args.trials_per_worker} trials of {args.timesteps_per_trial} steps "
               f"on {args.env}, {args.algo}: {study_seconds:.0f} s")
-        print(f"  trials: {last['trials']}")
-        print(f"  best: trial {last['best']['number']}, value {last['best']['value']:.3f}")
-        best_file = Path(last["files"]["best_hyperparams"])
-
+        print(f"  trials: {final['trials']}")
+        print(f"  best: trial {final['best']['number']}, value {final['best']['value']:.3f}")
+        print(f"  best settings: {final['best']['hyperparams']}")
+        best_file = Path(final["files"]["best_hyperparams"])
         for budget in args.train_timesteps:
             compare(args, out, best_file, budget)
 

@@ -132,7 +132,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         device=args.device, hyperparams_file=None if args.hyperparams is None else str(args.hyperparams),
         hyperparams=_key_values(args.params, "--params"), env_kwargs=_key_values(args.env_kwargs, "--env-kwargs"),
         search_space=args.search_space, heartbeat_interval=args.heartbeat_interval, max_retry=args.max_retry,
-        threads=args.threads or None, progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        threads=args.threads or None, export_only=args.export_only,
+        progress=sys.stderr.isatty() if args.progress is None else args.progress,
     )
     result = tune(config, argv=["designgym", *sys.argv[1:]])
     if args.json:
@@ -385,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads of this process (default: %(default)s, so that workers sharing a machine "
                         "do not fight over its cores; 0: torch's default)")
+    p.add_argument("--export-only", action="store_true",
+                   help="run no trial: write the results of the study as its storage holds them now")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar over trials (default: on in a terminal)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

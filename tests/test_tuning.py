@@ -117,6 +117,13 @@ def test_study_prunes_resumes_and_exports_hyperparameters_that_train(tmp_path):
     assert [(t.params, t.value, t.state) for t in again[:5]] == [(t.params, t.value, t.state) for t in trials]
     assert again[5].params != trials[0].params  # the resumed sampler does not start over
 
+    # --export-only writes the results of the study as stored, running nothing.
+    (out / "trials.csv").unlink()
+    exported_only = designgym(*args, "--export-only")
+    assert exported_only.returncode == 0, exported_only.stderr
+    assert sum(json.loads(exported_only.stdout)["this_process"].values()) == 0
+    assert len(load(out).trials) == 7 and len((out / "trials.csv").read_text().splitlines()) == 8
+
     # The exported file trains, unchanged, with the best trial's settings.
     best = json.loads(second.stdout)["best"]
     exported = yaml.safe_load((out / "best_hyperparams.yml").read_text())["designgym/Extrusion-v0"]

@@ -113,6 +113,8 @@ class TuneConfig:
         threads: torch threads of this process. Default 1: the small policy networks gain nothing
             from more, and several workers on one machine would fight over the cores (two
             workers with torch's default threads on 2 cores ran 3x slower than with one each).
+        export_only: run no trial; write the results of the study as the storage holds it (for a
+            study whose workers finished at different times).
         progress: show a progress bar over trials.
     """
 
@@ -143,6 +145,7 @@ class TuneConfig:
     heartbeat_interval: int = 60
     max_retry: int = 1
     threads: int | None = 1
+    export_only: bool = False
     progress: bool = False
 
 
@@ -195,7 +198,8 @@ def check_config(config: TuneConfig) -> None:
             raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     if config.n_startup_trials < 0 or config.max_retry < 0:
         raise ValueError("--n-startup-trials and --max-retry must be >= 0")
-    if config.n_trials is None and config.max_total_trials is None and config.timeout is None:
+    if config.n_trials is None and config.max_total_trials is None and config.timeout is None \
+            and not config.export_only:
         raise ValueError("give --n-trials, --max-total-trials or --timeout, or the study never ends")
     if config.timesteps_per_trial < config.n_evaluations:
         raise ValueError(f"--timesteps-per-trial ({config.timesteps_per_trial}) must be at least "
@@ -495,6 +499,8 @@ def _tune(config: TuneConfig, base: dict[str, Any], out: Path, url: str, argv: l
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         left = max(0, config.max_total_trials - done)
         remaining = left if remaining is None else min(remaining, left)
+    if config.export_only:
+        remaining = 0
     try:
         if remaining != 0:
             study.optimize(objective, n_trials=remaining, timeout=config.timeout, callbacks=callbacks,
