@@ -108,6 +108,10 @@ def test_study_prunes_resumes_and_exports_hyperparameters_that_train(tmp_path):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [int(r["number"]) for r in rows] == list(range(5))
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("best_hyperparams.yml", "trials.csv", "study.json", "optimization_history.png"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # as open() makes files
 
     # The same command again adds trials to the same study; the earlier ones are untouched.
     second = designgym(*args, "--n-trials", "2")

@@ -636,6 +636,7 @@ def _plots(study: optuna.Study, out: Path) -> dict[str, str]:
                 fd, tmp = tempfile.mkstemp(dir=out, suffix=".png")
                 os.close(fd)
                 figure.savefig(tmp, dpi=100)
+                _readable(tmp)
                 os.replace(tmp, path)
                 plt.close(figure)
             made[name] = str(path)
@@ -648,8 +649,16 @@ def _write_text(path: Path, text: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    _readable(tmp)
     os.replace(tmp, path)
     return path
+
+
+def _readable(path: str) -> None:
+    """mkstemp makes files only the owner can read; give them the mode a plain open() would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _plain(value: Any) -> Any:
