@@ -261,14 +261,21 @@ def test_ctrl_c_fails_the_running_trial_and_writes_the_results(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "designgym", "tune", *SMALL[:2], "--timesteps-per-trial", "100000",
                *SMALL[4:], "--n-trials", "3", "--pruner", "none", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A suite started as a background job inherits SIGINT ignored, and Python then keeps it
+    # ignored; the command is meant to be run in a terminal, where Ctrl-C is delivered.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (out / "tb" / "trial_0000_s0").exists():  # training has started
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
         time.sleep(0.2)
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    try:
+        _, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"still running 120 s after SIGINT: {process.communicate()[1]}")
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "designgym: interrupted"
     (trial,) = load(out).trials
