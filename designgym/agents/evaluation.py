@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from designgym.agents.training import ALGORITHMS, _caption, _write_json
+from designgym.agents.training import ALGORITHMS, _caption, _write_json, atomic_path
 from designgym.envs.registration import resolve_env_id
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -159,12 +157,10 @@ def write_evaluation(result: Mapping[str, Any], out_dir: Path, title: str) -> di
     paths = {"json": out_dir / "eval.json", "csv": out_dir / "eval.csv", "png": out_dir / "eval_designs.png"}
     _write_json(paths["json"], {k: result[k] for k in ("env", "agent", "summary", "episodes")})
     fields = list(dict.fromkeys(k for row in result["episodes"] for k in row))
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".csv")
-    with os.fdopen(fd, "w", newline="") as handle:
+    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(result["episodes"])
-    os.replace(tmp, paths["csv"])
     save_design_grid(paths["png"], result["images"], result["captions"], title=title)
     return {k: str(v) for k, v in paths.items()}
 

@@ -25,7 +25,8 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
@@ -421,10 +422,8 @@ class CheckpointSaver(BaseCallback):
         if isinstance(normalizer, VecNormalize):
             _atomic_pickle(normalizer, self.folder / f"vecnormalize_{steps}_steps.pkl")
         if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
-            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".pkl")
-            os.close(fd)
-            self.model.save_replay_buffer(tmp)
-            os.replace(tmp, self.folder / f"replay_buffer_{steps}_steps.pkl")
+            with atomic_path(self.folder / f"replay_buffer_{steps}_steps.pkl") as tmp:
+                self.model.save_replay_buffer(tmp)
         path = self.folder / f"model_{steps}_steps.zip"
         _atomic_save(self.model, path)
         for old in sorted(self.folder.glob("model_*_steps.zip"), key=_checkpoint_steps)[: -self.keep]:
@@ -454,13 +453,9 @@ class DesignImagesCallback(BaseCallback):
         self._last = 0
 
     def _on_training_start(self) -> None:
-        from stable_baselines3.common.logger import HParam
-
         self._env = gym.make(self.env_id, **self.env_kwargs)
         self._problem = self._env.unwrapped.problem
-        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in self.hparams.items()}
-        metrics = {"rollout/ep_rew_mean": 0.0, "design/feasible_rate": 0.0, "eval/mean_reward": 0.0}
-        self.logger.record("hparams", HParam(hparams, metrics), exclude=("stdout", "log", "json", "csv"))
+        record_hparams(self.logger, self.hparams, ("rollout/ep_rew_mean", "design/feasible_rate", "eval/mean_reward"))
         self._last = self.num_timesteps
 
     def _on_step(self) -> bool:
@@ -511,6 +506,15 @@ class DesignImagesCallback(BaseCallback):
         self.logger.record("designs/evaluation", Image(grid, "HWC"), exclude=exclude)
 
 
+def record_hparams(logger: Any, hparams: dict[str, Any], metrics: tuple[str, ...]) -> None:
+    """A run's hyperparameters for TensorBoard's HParams tab, compared by the scalars ``metrics``
+    (values that are not numbers, strings or booleans are shown as text)."""
+    from stable_baselines3.common.logger import HParam
+
+    shown = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+    logger.record("hparams", HParam(shown, dict.fromkeys(metrics, 0.0)), exclude=("stdout", "log", "json", "csv"))
+
+
 def _restore_evaluations(evaluator: Any, path: Path) -> None:
     """A resumed run's EvalCallback starts from the earlier evaluations, so evaluations.npz keeps them."""
     if not path.exists():
@@ -524,10 +528,8 @@ def _restore_evaluations(evaluator: Any, path: Path) -> None:
 
 
 def _atomic_pickle(normalizer: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pkl")
-    os.close(fd)
-    normalizer.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        normalizer.save(tmp)
 
 
 def rollout(env: gym.Env, act: Callable[[Any], np.ndarray], episodes: int, seed: int) -> dict[str, Any]:
@@ -581,17 +583,35 @@ def _new_run_dir(config: TrainConfig) -> Path:
     return run_dir
 
 
-def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, default=str)
-        handle.write("\n")
+@contextmanager
+def atomic_path(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` for the block to write; renamed over ``path`` when the block
+    ends, removed if it raises, so a crash never leaves half a file. The file gets the mode a plain
+    ``open()`` would give it (mkstemp's own is owner-only)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield tmp
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return path
+
+
+def _write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _atomic_save(model: BaseAlgorithm, path: Path) -> None:
     """Save to a temporary file and rename, so a crash never leaves half a model."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".zip")
-    os.close(fd)
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)

@@ -41,7 +41,6 @@ import math
 import os
 import socket
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -62,10 +61,13 @@ from designgym.agents.training import (
     VEC_ENVS,
     DesignMetricsCallback,
     TrainConfig,
+    atomic_path,
     make_model,
     make_training_vec_env,
     normalize_kwargs,
+    record_hparams,
     rollout,
+    write_text_atomic,
 )
 from designgym.envs.registration import resolve_env_id
 
@@ -326,11 +328,7 @@ class TrialEvaluation(BaseCallback):
         self._next = self.every
 
     def _on_training_start(self) -> None:
-        from stable_baselines3.common.logger import HParam
-
-        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in self.hparams.items()}
-        metrics = {"eval/mean_reward": 0.0, "eval/feasible_rate": 0.0, "trial/value": 0.0}
-        self.logger.record("hparams", HParam(hparams, metrics), exclude=("stdout", "log", "json", "csv"))
+        record_hparams(self.logger, self.hparams, ("eval/mean_reward", "eval/feasible_rate", "trial/value"))
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next and len(self.scores) < self.count:
@@ -422,7 +420,7 @@ class Objective:
                     vec_env = VecNormalize(vec_env, **norm)
                 model = make_model(train_config, vec_env, settings, tensorboard_log=None)
                 model.set_logger(logger)
-                hparams = {"trial": trial.number, "seed": seed, **{k2: v for k2, v in settings.items()}}
+                hparams = {"trial": trial.number, "seed": seed, **settings}
                 scorer = TrialEvaluation(trial, eval_env, self.budget.eval_every, config.n_evaluations,
                                          config.eval_episodes, EVAL_SEED + config.seed,
                                          first_step=k * config.n_evaluations, hparams=hparams)
@@ -507,7 +505,7 @@ def _tune(config: TuneConfig, base: dict[str, Any], out: Path, url: str, argv: l
                            catch=(Exception,), show_progress_bar=config.progress and remaining is not None)
     finally:
         # Also after Ctrl-C: the results so far are written before the command exits.
-        files = export_results(study, config, display_url(url))
+        files = export_results(study, config, display_url(url), base)
     trials = study.get_trials(deepcopy=False)
     counts = _counts(trials)
     this_process = _counts([t for t in trials if t.number in mine])
@@ -561,16 +559,13 @@ def _best(study: optuna.Study) -> dict[str, Any] | None:
             "hyperparams": best.user_attrs.get("hyperparams", {}), "seed_values": best.user_attrs.get("seed_values")}
 
 
-def best_hyperparams_yaml(study: optuna.Study, config: TuneConfig, base: dict[str, Any] | None = None) -> str | None:
+def best_hyperparams_yaml(best: dict[str, Any], study_name: str, config: TuneConfig, base: dict[str, Any]) -> str:
     """The best trial's settings (over the base ones) as a hyperparameter file for ``designgym train``."""
-    best = _best(study)
-    if best is None:
-        return None
-    settings = dict(base if base is not None else base_settings(config))
+    settings = dict(base)
     settings.update(best["hyperparams"])
     settings["n_timesteps"] = config.timesteps_per_trial
     header = (
-        f"# Best trial of the Optuna study {study.study_name!r}: trial {best['number']}, mean return "
+        f"# Best trial of the Optuna study {study_name!r}: trial {best['number']}, mean return "
         f"{best['value']:.4g}\n# ({config.seeds_per_trial} seed(s), {config.timesteps_per_trial} steps each, scored on "
         f"{config.eval_episodes} seeded episodes).\n"
         f"# Train with: designgym train --env {config.env} --algo {config.algo} --hyperparams best_hyperparams.yml"
@@ -579,18 +574,19 @@ def best_hyperparams_yaml(study: optuna.Study, config: TuneConfig, base: dict[st
     return header + yaml.safe_dump({config.env: _plain(settings)}, sort_keys=False)
 
 
-def export_results(study: optuna.Study, config: TuneConfig, storage: str) -> dict[str, str]:
+def export_results(study: optuna.Study, config: TuneConfig, storage: str, base: dict[str, Any]) -> dict[str, str]:
     """Write the study's results (all its trials, whoever ran them) to ``config.out``."""
     out = Path(config.out)
     files: dict[str, str] = {}
     trials = study.get_trials(deepcopy=False)
-    text = best_hyperparams_yaml(study, config)
-    if text is not None:
-        files["best_hyperparams"] = str(_write_text(out / "best_hyperparams.yml", text))
-    files["trials"] = str(_write_text(out / "trials.csv", _trials_csv(trials)))
+    best = _best(study)
+    if best is not None:
+        text = best_hyperparams_yaml(best, study.study_name, config, base)
+        files["best_hyperparams"] = str(write_text_atomic(out / "best_hyperparams.yml", text))
+    files["trials"] = str(write_text_atomic(out / "trials.csv", _trials_csv(trials)))
     summary = {"study_name": study.study_name, "storage": storage, "settings": study.user_attrs.get("designgym"),
-               "trials": _counts(trials), "best": _best(study)}
-    files["study"] = str(_write_text(out / "study.json", json.dumps(summary, indent=2, default=str) + "\n"))
+               "trials": _counts(trials), "best": best}
+    files["study"] = str(write_text_atomic(out / "study.json", json.dumps(summary, indent=2, default=str) + "\n"))
     files.update(_plots(study, out))
     return files
 
@@ -633,32 +629,13 @@ def _plots(study: optuna.Study, out: Path) -> dict[str, str]:
                 figure.set_size_inches(8, 5)
                 figure.tight_layout()
                 path = out / f"{name}.png"
-                fd, tmp = tempfile.mkstemp(dir=out, suffix=".png")
-                os.close(fd)
-                figure.savefig(tmp, dpi=100)
-                _readable(tmp)
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp:
+                    figure.savefig(tmp, dpi=100)
                 plt.close(figure)
             made[name] = str(path)
         except (ValueError, RuntimeError) as exc:  # e.g. importances when every trial has the same params
             print(f"designgym tune: {name}.png not made: {exc}", file=sys.stderr)
     return made
-
-
-def _write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    _readable(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def _readable(path: str) -> None:
-    """mkstemp makes files only the owner can read; give them the mode a plain open() would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _plain(value: Any) -> Any:
