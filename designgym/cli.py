@@ -235,6 +235,7 @@ def cmd_design(args: argparse.Namespace) -> int:
     import numpy as np
 
     from designgym.agents.evaluation import load_agent, make_design
+    from designgym.agents.training import atomic_path
     from designgym.envs.registration import resolve_env_id
 
     env_id = resolve_env_id(args.env)
@@ -245,7 +246,8 @@ def cmd_design(args: argparse.Namespace) -> int:
     result = make_design(agent, env_id, conditions)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, result["design"])
+    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, result["design"])
     report = {k: v for k, v in result.items() if k != "design"}
     report.update(env=env_id, agent=agent.source, design=str(out))
     if args.json:
@@ -440,20 +442,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except KeyboardInterrupt:
-        print("designgym: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a training run says where its checkpoint is and how to go on
+        print(f"designgym: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`designgym ... | head`): stop quietly
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (ValueError, KeyError, TypeError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError) as exc:
+        # What bad input raises: the message names the problem and the fix.
         if args.debug:
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"designgym: error: {message}", file=sys.stderr)
         return 2
+    except Exception as exc:  # anything else is a fault of designgym's: still one line, and how to see more
+        if args.debug:
+            raise
+        print(f"designgym: error: {type(exc).__name__}: {exc} (run `designgym --debug ...` for the traceback, "
+              "and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

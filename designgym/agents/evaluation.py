@@ -55,14 +55,25 @@ def load_agent(path: str | Path, which: str = "final", env_id: str | None = None
         config = json.loads((path / "config.json").read_text())
         model_path = path / ("model.zip" if which == "final" else "best_model.zip")
         stats = path / "vecnormalize.pkl"
+    elif path.parent.name == "checkpoints" and (path.parent.parent / "config.json").exists():
+        # A checkpoint of a run (model_<steps>_steps.zip): the run says what it is, the statistics are beside it.
+        config = json.loads((path.parent.parent / "config.json").read_text())
+        model_path = path
+        stats = path.with_name(path.name.replace("model_", "vecnormalize_").replace(".zip", ".pkl"))
     else:
         model_path, stats = path, path.with_name("vecnormalize.pkl")
         sidecar = path.with_suffix(".json")
         if sidecar.exists():
             config = json.loads(sidecar.read_text())
     if not model_path.exists():
-        raise FileNotFoundError(f"no model at {model_path}" + (" (the run made no evaluations)" if which == "best"
-                                                               else ""))
+        why = ""
+        if which == "best":
+            why = " (the run made no evaluations)"
+        elif path.is_dir() and (checkpoints := sorted((path / "checkpoints").glob("model_*_steps.zip"))):
+            latest = max(checkpoints, key=lambda p: int(p.stem.split("_")[1]))
+            why = (f": the run has not finished; finish it with `designgym train --resume {path}`, or pass its "
+                   f"latest checkpoint {latest}")
+        raise FileNotFoundError(f"no model at {model_path}{why}")
     # A run folder says which algorithm made it; a bare model file is tried with each in turn.
     algos = [str(config["algo"]).lower()] if config.get("algo") else list(ALGORITHMS)
     unknown = [a for a in algos if a not in ALGORITHMS]
@@ -81,9 +92,13 @@ def load_agent(path: str | Path, which: str = "final", env_id: str | None = None
     if stats.exists():
         import pickle
 
-        with open(stats, "rb") as handle:
-            normalizer = pickle.load(handle)
-        normalizer.training = False
+        try:
+            with open(stats, "rb") as handle:
+                normalizer = pickle.load(handle)
+            normalizer.training = False
+        except Exception as exc:  # a truncated or foreign file
+            raise ValueError(f"normalisation statistics {stats} cannot be read ({type(exc).__name__}: {exc}); "
+                             "they belong to the model and cannot be left out") from None
     return Agent(model, config.get("env"), dict(config.get("env_kwargs") or {}), normalizer, str(model_path))
 
 
@@ -111,6 +126,7 @@ def evaluate_agent(
 ) -> dict[str, Any]:
     """Roll the agent out on ``conditions`` (each given set once) or on ``episodes`` seeded episodes."""
     env = gym.make(env_id, **{**agent.env_kwargs, **dict(env_kwargs or {})})
+    _check_fits(agent, env, env_id)
     rows, designs, captions, images = [], [], [], []
     problem = env.unwrapped.problem
     cases = list(conditions) if conditions is not None else [None] * episodes
@@ -168,6 +184,7 @@ def write_evaluation(result: Mapping[str, Any], out_dir: Path, title: str) -> di
 def make_design(agent: Agent, env_id: str, conditions: Mapping[str, Any] | None) -> dict[str, Any]:
     """One design for one set of conditions (left-out keys are the conditions space's centre)."""
     env = gym.make(env_id, **agent.env_kwargs)
+    _check_fits(agent, env, env_id)
     problem = env.unwrapped.problem
     given = {**problem.default_conditions(), **dict(conditions or {})}
     obs, _ = env.reset(seed=0, options={"conditions": given})
@@ -179,6 +196,19 @@ def make_design(agent: Agent, env_id: str, conditions: Mapping[str, Any] | None)
     env.close()
     return {"design": design, "conditions": info["conditions"], "objectives": info["objectives"],
             "violations": info["violations"], "feasible": bool(info["feasible"])}
+
+
+def _check_fits(agent: Agent, env: gym.Env, env_id: str) -> None:
+    """An agent acts only on the observations and actions it was trained with: say so before it is asked."""
+    trained_on = f" (it was trained on {agent.env_id})" if agent.env_id and agent.env_id != env_id else ""
+    for kind in ("observation_space", "action_space"):
+        ours, theirs = getattr(agent.model, kind), getattr(env, kind)
+        if ours != theirs:
+            env.close()
+            raise ValueError(
+                f"agent {agent.source} does not fit {env_id}{trained_on}: its {kind.replace('_', ' ')} is {ours}, "
+                f"the env's is {theirs}; pass an agent trained on {env_id}"
+            )
 
 
 def _plain(value: Any) -> Any:

@@ -18,8 +18,7 @@ def save_design_grid(
 ) -> Path:
     """Save RGB design pictures side by side with a caption under each."""
     fig = _grid_figure(images, captions, title, columns)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -100,6 +99,16 @@ def save_learning_curve(
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
     return path
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    """Write the figure as a PNG under a temporary name and rename it: never half a picture."""
+    from designgym.agents.training import atomic_path
+
+    try:
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)

@@ -21,8 +21,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,7 +40,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
@@ -168,7 +171,7 @@ def make_training_vec_env(config: TrainConfig, monitor_dir: Path, append: bool =
         return VecMonitor(batched, filename=str(monitor_dir / name), info_keywords=("feasible",))
     return make_vec_env(
         # A picklable maker that imports designgym, so SubprocVecEnv workers know the env ids too.
-        partial(_make_registered_env, config.env),
+        partial(_make_worker_env if config.vec_env == "subproc" else _make_registered_env, config.env),
         n_envs=config.n_envs,
         seed=config.seed,
         env_kwargs=config.env_kwargs,
@@ -179,6 +182,14 @@ def make_training_vec_env(config: TrainConfig, monitor_dir: Path, append: bool =
 
 
 def _make_registered_env(env_id: str, **kwargs: Any) -> gym.Env:
+    return gym.make(env_id, **kwargs)
+
+
+def _make_worker_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """The env of a SubprocVecEnv worker, which is where this runs. Ctrl-C reaches the whole process
+    group; the main process handles it (saves a checkpoint, then closes the workers), so a worker
+    must not die of it first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return gym.make(env_id, **kwargs)
 
 
@@ -245,11 +256,21 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
             setattr(config, name, max(config.timesteps // 10, config.n_envs))
         elif value < 0:
             raise ValueError(f"{name} must be >= 0 env steps (0: never), got {value}")
+    existed = (Path(config.out) / config.run_name).exists() if config.run_name else False
     run_dir = _new_run_dir(config)
-    _write_json(run_dir / "config.json", {**asdict(config), "resolved_hyperparams": settings})
-    command = argv if argv is not None else sys.argv
-    (run_dir / "command.txt").write_text(shlex.join(command) + "\n")
-    return _run(config, settings, run_dir, checkpoint=None)
+    def record() -> None:
+        _write_json(run_dir / "config.json", {**asdict(config), "resolved_hyperparams": settings})
+        command = argv if argv is not None else sys.argv
+        write_text_atomic(run_dir / "command.txt", shlex.join(command) + "\n")
+
+    try:
+        return _run(config, settings, run_dir, checkpoint=None, before_training=record)
+    except _SetupFailed as failed:
+        # Nothing was trained: leave no half-made run folder behind (an empty one given by name stays).
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if existed:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        raise failed.__cause__ from None
 
 
 def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | None = None,
@@ -276,17 +297,57 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | N
         raise FileNotFoundError(
             f"no checkpoint in {run_dir / 'checkpoints'} to resume from (was save_freq 0?); start a new run"
         )
+    _check_checkpoint(checkpoint, config.algo)
     steps = _checkpoint_steps(checkpoint)
     if steps >= config.timesteps:
         raise ValueError(
             f"{run_dir} has already reached {steps} of {config.timesteps} steps; "
             f"pass --timesteps above {steps} to train it further"
         )
-    _write_json(config_path, {**asdict(config), "resolved_hyperparams": settings})
-    command = argv if argv is not None else sys.argv
-    with open(run_dir / "command.txt", "a") as handle:
-        handle.write(shlex.join(command) + "\n")
-    return _run(config, settings, run_dir, checkpoint=checkpoint)
+    def record() -> None:
+        _write_json(config_path, {**asdict(config), "resolved_hyperparams": settings})
+        command = argv if argv is not None else sys.argv
+        with open(run_dir / "command.txt", "a") as handle:
+            handle.write(shlex.join(command) + "\n")
+
+    try:
+        return _run(config, settings, run_dir, checkpoint=checkpoint, before_training=record)
+    except _SetupFailed as failed:
+        raise failed.__cause__ from None
+
+
+def _check_checkpoint(checkpoint: Path, algo: str) -> None:
+    """Read a checkpoint's files before anything of the run is touched; a damaged or foreign one is
+    named, with the way on."""
+    import pickle
+
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    earlier = sorted(checkpoint.parent.glob("model_*_steps.zip"), key=_checkpoint_steps)[:-1]
+    fix = (f"move it out of {checkpoint.parent} to resume from {earlier[-1].name} instead" if earlier
+           else "start a new run")
+    try:
+        data, _, _ = load_from_zip_file(checkpoint, device="cpu", print_system_info=False)
+    except Exception as exc:  # a truncated zip, a foreign file: any reader error means the same
+        raise ValueError(f"checkpoint {checkpoint} cannot be read ({type(exc).__name__}: {exc}); {fix}") from None
+    if not isinstance(data, dict) or "policy_class" not in data:
+        raise ValueError(f"checkpoint {checkpoint} is not a Stable-Baselines3 model; {fix}")
+    stored = getattr(data["policy_class"], "__name__", str(data["policy_class"]))
+    accepted = {cls.__name__ for cls in ALGORITHMS[algo].policy_aliases.values()}
+    if stored not in accepted:
+        raise ValueError(f"checkpoint {checkpoint} holds a {stored}, not a policy of {algo.upper()}, which this "
+                         f"run trains; {fix}")
+    stats = checkpoint.with_name(checkpoint.name.replace("model_", "vecnormalize_").replace(".zip", ".pkl"))
+    if stats.exists():
+        try:
+            with open(stats, "rb") as handle:
+                pickle.load(handle)
+        except Exception as exc:
+            raise ValueError(f"normalisation statistics {stats} cannot be read ({type(exc).__name__}); {fix}") from None
+
+
+class _SetupFailed(Exception):
+    """Raised by :func:`_run` when the run fails before it trains a step; the cause is the error."""
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -298,59 +359,48 @@ def _checkpoint_steps(path: Path) -> int:
     return int(path.stem.split("_")[1])
 
 
-def _run(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoint: Path | None) -> TrainResult:
-    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+def _run(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoint: Path | None,
+         before_training: Callable[[], None]) -> TrainResult:
+    """Set the run up, call ``before_training`` (which records its settings), train, save and report.
+
+    Raises:
+        _SetupFailed: when it fails (or is interrupted) before training starts; nothing was trained.
+        TrainingInterrupted: on Ctrl-C or SIGTERM during training, after saving a checkpoint.
+    """
+    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
     from designgym.agents.pictures import save_design_grid, save_learning_curve
 
     started = time.perf_counter()
-    algo_cls = ALGORITHMS[config.algo]
-    vec_env: VecEnv = make_training_vec_env(config, run_dir / "monitor", append=checkpoint is not None)
-    norm = normalize_kwargs(settings.get("normalize"))
-    tb_dir = config.tensorboard_log or str(run_dir / "tb")
-    if checkpoint is not None:
-        stats = checkpoint.with_name(checkpoint.name.replace("model_", "vecnormalize_").replace(".zip", ".pkl"))
-        if stats.exists():
-            vec_env = VecNormalize.load(str(stats), vec_env)
-            vec_env.training = True
-        model = algo_cls.load(checkpoint, env=vec_env, device=config.device, tensorboard_log=tb_dir)
-        buffer = checkpoint.with_name(checkpoint.name.replace("model_", "replay_buffer_").replace(".zip", ".pkl"))
-        if buffer.exists() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(buffer)
-    else:
-        if norm is not None:
-            vec_env = VecNormalize(vec_env, **norm)
-        model = make_model(config, vec_env, settings, tensorboard_log=tb_dir)
-
-    callbacks: list[BaseCallback] = [DesignMetricsCallback()]
-    if config.eval_freq:
-        hparams = {"algo": config.algo, "env": config.env, "n_envs": config.n_envs, "seed": config.seed,
-                   "vec_env": config.vec_env, **{k: v for k, v in settings.items() if k != "n_envs"}}
-        callbacks.append(DesignImagesCallback(config.env, config.env_kwargs, config.eval_freq, hparams,
-                                              seed=config.seed))
-    if config.save_freq:
-        callbacks.append(CheckpointSaver(run_dir / "checkpoints", config.save_freq))
-    if config.eval_freq:
-        eval_env: VecEnv = make_vec_env(partial(_make_registered_env, config.env), n_envs=1,
-                                        seed=config.seed + 1000, env_kwargs=config.env_kwargs)
-        if isinstance(vec_env, VecNormalize):
-            eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-        evaluator = EvalCallback(eval_env, n_eval_episodes=config.eval_episodes,
-                                 eval_freq=max(1, config.eval_freq // config.n_envs), log_path=str(run_dir),
-                                 best_model_save_path=str(run_dir), deterministic=True, verbose=0, warn=False)
-        _restore_evaluations(evaluator, run_dir / "evaluations.npz")
-        callbacks.append(evaluator)
-    with warnings.catch_warnings():
-        # The evaluation env is a plain DummyVecEnv whatever the training one is, by design.
-        warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
-        model.learn(
-            total_timesteps=config.timesteps - model.num_timesteps,
-            callback=CallbackList(callbacks),
-            progress_bar=config.progress,
-            tb_log_name=config.algo,
-            reset_num_timesteps=checkpoint is None,
-        )
+    try:
+        model, vec_env, saver, callbacks = _set_up(config, settings, run_dir, checkpoint)
+    except BaseException as exc:
+        raise _SetupFailed() from exc
+    before_training()
+    try:
+        with warnings.catch_warnings(), _termination_as_interrupt():
+            # The evaluation env is a plain DummyVecEnv whatever the training one is, by design.
+            warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+            model.learn(
+                total_timesteps=config.timesteps - model.num_timesteps,
+                callback=CallbackList(callbacks),
+                progress_bar=config.progress,
+                tb_log_name=config.algo,
+                reset_num_timesteps=checkpoint is None,
+            )
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM, as a scheduler sends): keep what was learnt in a checkpoint to resume from.
+        with _signals_held():
+            if getattr(saver, "model", None) is None:  # stopped before learn() set the callbacks up
+                saver.init_callback(model)
+            saved = saver.save()
+            vec_env.close()
+        raise TrainingInterrupted(run_dir, int(model.num_timesteps), saved) from None
+    finally:
+        for callback in callbacks:
+            if isinstance(callback, AtomicEvalCallback):
+                callback.discard_partial()
     vec_env.close()
     model_path = run_dir / "model.zip"
     _atomic_save(model, model_path)
@@ -391,6 +441,162 @@ def _run(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoin
                         random_return=random_policy["summary"]["mean_return"], title=config.env)
     eval_env.close()
     return TrainResult(run_dir, model_path, metrics, time.perf_counter() - started)
+
+
+def _set_up(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoint: Path | None
+            ) -> tuple[BaseAlgorithm, VecEnv, CheckpointSaver, list[BaseCallback]]:
+    """The run's envs, model (new, or from ``checkpoint``) and callbacks."""
+
+    vec_env: VecEnv = make_training_vec_env(config, run_dir / "monitor", append=checkpoint is not None)
+    try:
+        return _set_up_with(vec_env, config, settings, run_dir, checkpoint)
+    except BaseException:
+        vec_env.close()  # a SubprocVecEnv's workers, a problem's helper processes
+        raise
+
+
+def _set_up_with(vec_env: VecEnv, config: TrainConfig, settings: dict[str, Any], run_dir: Path,
+                 checkpoint: Path | None) -> tuple[BaseAlgorithm, VecEnv, CheckpointSaver, list[BaseCallback]]:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    algo_cls = ALGORITHMS[config.algo]
+    norm = normalize_kwargs(settings.get("normalize"))
+    tb_dir = config.tensorboard_log or str(run_dir / "tb")
+    if checkpoint is not None:
+        stats = checkpoint.with_name(checkpoint.name.replace("model_", "vecnormalize_").replace(".zip", ".pkl"))
+        if stats.exists():
+            vec_env = VecNormalize.load(str(stats), vec_env)
+            vec_env.training = True
+        model = algo_cls.load(checkpoint, env=vec_env, device=config.device, tensorboard_log=tb_dir)
+        buffer = checkpoint.with_name(checkpoint.name.replace("model_", "replay_buffer_").replace(".zip", ".pkl"))
+        if buffer.exists() and hasattr(model, "load_replay_buffer"):
+            model.load_replay_buffer(buffer)
+    else:
+        if norm is not None:
+            vec_env = VecNormalize(vec_env, **norm)
+        model = make_model(config, vec_env, settings, tensorboard_log=tb_dir)
+
+    callbacks: list[BaseCallback] = [DesignMetricsCallback()]
+    saver = CheckpointSaver(run_dir / "checkpoints", config.save_freq)
+    if config.eval_freq:
+        hparams = {"algo": config.algo, "env": config.env, "n_envs": config.n_envs, "seed": config.seed,
+                   "vec_env": config.vec_env, **{k: v for k, v in settings.items() if k != "n_envs"}}
+        callbacks.append(DesignImagesCallback(config.env, config.env_kwargs, config.eval_freq, hparams,
+                                              seed=config.seed))
+    if config.save_freq:
+        callbacks.append(saver)
+    if config.eval_freq:
+        eval_env: VecEnv = make_vec_env(partial(_make_registered_env, config.env), n_envs=1,
+                                        seed=config.seed + 1000, env_kwargs=config.env_kwargs)
+        if isinstance(vec_env, VecNormalize):
+            eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        evaluator = AtomicEvalCallback(eval_env, run_dir, n_eval_episodes=config.eval_episodes,
+                                       eval_freq=max(1, config.eval_freq // config.n_envs))
+        _restore_evaluations(evaluator, run_dir / "evaluations.npz")
+        callbacks.append(evaluator)
+    return model, vec_env, saver, callbacks
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM after saving a checkpoint; ``designgym train --resume`` goes on.
+
+    Attributes:
+        run_dir: the run folder.
+        steps: env steps trained when it stopped.
+        checkpoint: the model file of the checkpoint just saved.
+    """
+
+    def __init__(self, run_dir: Path, steps: int, checkpoint: Path) -> None:
+        super().__init__(
+            f"interrupted at step {steps}; checkpoint saved to {checkpoint}; continue with "
+            f"`designgym train --resume {run_dir}`"
+        )
+        self.run_dir, self.steps, self.checkpoint = run_dir, steps, checkpoint
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM stops training as Ctrl-C does (clusters and containers stop jobs with it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Within the block another Ctrl-C or SIGTERM only says to wait: the run is stopping already,
+    and the checkpoint being written must be finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def wait(signum: int, frame: Any) -> None:
+        print("designgym: saving a checkpoint before stopping, one moment", file=sys.stderr, flush=True)
+
+    previous = {s: signal.signal(s, wait) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class AtomicEvalCallback(EvalCallback):
+    """SB3's ``EvalCallback`` with ``evaluations.npz`` and ``best_model.zip`` in ``run_dir``, each
+    written to a temporary file and renamed, so a crash never leaves half of either.
+
+    SB3 writes both in place; here it writes the evaluations into a scratch folder that is renamed
+    over ``evaluations.npz`` after each evaluation, and a new best model is saved by
+    :func:`_atomic_save`.
+    """
+
+    def __init__(self, eval_env: VecEnv, run_dir: Path, n_eval_episodes: int, eval_freq: int) -> None:
+        self.run_dir = Path(run_dir)
+        self._scratch = self.run_dir / ".evaluations.tmp"
+        super().__init__(
+            eval_env, n_eval_episodes=n_eval_episodes, eval_freq=eval_freq, log_path=str(self._scratch),
+            best_model_save_path=None, deterministic=True, verbose=0, warn=False,
+            callback_on_new_best=_SaveModel(self.run_dir / "best_model.zip"),
+            callback_after_eval=_Publish(self._scratch / "evaluations.npz", self.run_dir / "evaluations.npz"),
+        )
+
+    def discard_partial(self) -> None:
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+class _SaveModel(BaseCallback):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def _on_step(self) -> bool:
+        _atomic_save(self.model, self.path)
+        return True
+
+
+class _Publish(BaseCallback):
+    """Renames a file written in full over its published name."""
+
+    def __init__(self, written: Path, published: Path) -> None:
+        super().__init__()
+        self.written, self.published = written, published
+
+    def _on_step(self) -> bool:
+        if self.written.exists():
+            os.replace(self.written, self.published)
+        return True
 
 
 class CheckpointSaver(BaseCallback):

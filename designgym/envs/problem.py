@@ -122,6 +122,14 @@ class Problem(abc.ABC):
     def _verdict(self, objectives: Mapping[str, float], violations: Mapping[str, float]) -> Evaluation:
         objectives = {k: float(v) for k, v in objectives.items()}
         violations = {k: max(0.0, float(v)) for k, v in violations.items()}
+        for kind, values in (("objective", objectives), ("violation", violations)):
+            bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+            if bad:  # a NaN would reach the agent as its reward and spoil training without a word
+                raise FloatingPointError(
+                    f"{self.name}: _evaluate gave the non-finite {kind} value(s) {bad}; a problem must judge "
+                    "every valid design with finite numbers (give failed or degenerate designs a finite, "
+                    "documented penalty)"
+                )
         feasible = all(v <= self.feasibility_tolerance for v in violations.values())
         return Evaluation(objectives=objectives, violations=violations, feasible=feasible)
 

@@ -73,6 +73,7 @@ class BatchedDesignVecEnv(VecEnv):
     # -- VecEnv API ---------------------------------------------------------------------------
 
     def reset(self) -> VecEnvObs:
+        self._check_open()
         for i, env in enumerate(self.envs):
             gym.Env.reset(env, seed=self._seeds[i])  # seeds env.np_random as LatentDesignEnv.reset does
             env._begin_reset(self._options[i] or None)
@@ -85,6 +86,7 @@ class BatchedDesignVecEnv(VecEnv):
         return self._obs_from_buf()
 
     def step_async(self, actions: np.ndarray) -> None:
+        self._check_open()
         self._actions = np.asarray(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -120,8 +122,29 @@ class BatchedDesignVecEnv(VecEnv):
         return self._obs_from_buf(), rewards, dones, infos
 
     def close(self) -> None:
+        """Close every env and let go of them, with their problems and generators: a model keeps its
+        vector env after training, and the generator's weights (on the GPU, if it runs there) must
+        not stay with it. The cached GPU blocks the generator used are handed back to the driver."""
+        if self.closed:
+            return
+        on_cuda = any(env.generator.device.type == "cuda" for env in self.envs)
         for env in self.envs:  # shared problems stop their helper processes on the first call
             env.close()
+        self.envs = []
+        self.closed = True
+        if on_cuda:
+            import gc
+
+            import torch
+
+            gc.collect()  # the generator may sit in a reference cycle (a module and its hooks)
+            torch.cuda.empty_cache()
+
+    closed = False
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this BatchedDesignVecEnv is closed; make a new one")
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         if self.render_mode != "rgb_array":

@@ -476,6 +476,11 @@ class _HelperPool:
 
 
 if __name__ == "__main__":  # a helper process of _HelperPool
+    import signal
+
+    # Ctrl-C reaches the whole process group; the caller decides what stops, and a helper ends when
+    # its input does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _stdout = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the replies
     _serve(sys.stdin.buffer, _stdout)

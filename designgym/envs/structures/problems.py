@@ -37,7 +37,13 @@ class PointLoadStructure(Problem):
     is carried only by the void's ``1e-9`` stiffness, and its compliance (1e6 and up) measures
     nothing about the design, so the gain is floored at ``gain_floor`` (-5, 150 times more
     compliant than grey); the ``load_path`` rule tells such designs apart. ``compliance`` itself
-    is reported unfloored. Subclasses say where the supports and the load are.
+    is reported unfloored. An all-void design is such a design: its stiffness matrix is the
+    solid one times ``1e-9``, ill-conditioned against any solid but not singular, and it scores
+    the floor with ``load_path`` 1. Should a solve ever fail all the same (a singular matrix, a
+    non-finite or non-positive compliance), the design is scored as carrying no load, never with an
+    exception or a NaN: ``compliance`` is that of the floor (``c_uniform * e**5``),
+    ``log_stiffness_gain`` the floor and ``load_path`` 1. Subclasses say where the supports and the
+    load are.
     """
 
     gain_floor = -5.0
@@ -119,8 +125,14 @@ class PointLoadStructure(Problem):
 
     def _evaluate(self, design: np.ndarray, conditions: Conditions) -> tuple[dict[str, float], dict[str, float]]:
         solid = solid_mask(design)
-        compliance = self.model.compliance(solid.astype(np.float64), self._point_force(*self._load(conditions)))
-        return self._judge(solid, conditions, compliance)
+        return self._judge(solid, conditions, self._compliance(solid, conditions))
+
+    def _compliance(self, solid: np.ndarray, conditions: Conditions) -> float:
+        """The design's compliance, or NaN where the solve fails (judged as carrying no load)."""
+        try:
+            return self.model.compliance(solid.astype(np.float64), self._point_force(*self._load(conditions)))
+        except np.linalg.LinAlgError:
+            return math.nan
 
     def _evaluate_batch(
         self, designs: list[np.ndarray], conditions: list[Conditions]
@@ -132,7 +144,10 @@ class PointLoadStructure(Problem):
         if self.batch_processes < 1:
             raise ValueError(f"batch_processes must be >= 1, got {self.batch_processes}")
         self.model.processes = int(self.batch_processes)
-        compliances = self.model.compliance_batch(np.stack(solids).astype(np.float64), forces)
+        try:
+            compliances = self.model.compliance_batch(np.stack(solids).astype(np.float64), forces)
+        except np.linalg.LinAlgError:  # a design broke the solve: the others still get theirs
+            compliances = [self._compliance(s, c) for s, c in zip(solids, conditions, strict=True)]
         return [self._judge(*args) for args in zip(solids, conditions, compliances, strict=True)]
 
     def close(self) -> None:
@@ -144,8 +159,12 @@ class PointLoadStructure(Problem):
         """Objectives and violations of an as-made design whose compliance is known."""
         node, _ = self._load(conditions)
         volume = float(solid.mean())
+        uniform = self._uniform_compliance(conditions)
+        solved = math.isfinite(compliance) and compliance > 0
+        if not solved:
+            compliance = uniform * math.exp(-self.gain_floor)
         objectives = {
-            "log_stiffness_gain": max(math.log(self._uniform_compliance(conditions) / compliance), self.gain_floor),
+            "log_stiffness_gain": max(math.log(uniform / compliance), self.gain_floor),
             "compliance": float(compliance),
             "volume_fraction": volume,
         }
@@ -153,7 +172,7 @@ class PointLoadStructure(Problem):
         violations = {
             "volume_excess": max(0.0, volume - conditions["volfrac"] - self.volume_tolerance),
             "floating_material": floating_fraction(solid, anchored),
-            "load_path": load_path_broken(solid, anchored, self.loaded_cells(node)),
+            "load_path": load_path_broken(solid, anchored, self.loaded_cells(node)) if solved else 1.0,
         }
         return objectives, violations
 
