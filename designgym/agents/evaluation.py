@@ -205,10 +205,12 @@ def _check_fits(agent: Agent, env: gym.Env, env_id: str) -> None:
         ours, theirs = getattr(agent.model, kind), getattr(env, kind)
         if ours != theirs:
             env.close()
-            raise ValueError(
-                f"agent {agent.source} does not fit {env_id}{trained_on}: its {kind.replace('_', ' ')} is {ours}, "
-                f"the env's is {theirs}; pass an agent trained on {env_id}"
-            )
+            what = kind.replace("_", " ")
+            difference = (f"its {what} has shape {ours.shape}, the env's {theirs.shape}"
+                          if getattr(ours, "shape", None) != getattr(theirs, "shape", None)
+                          else f"its {what} differs from the env's ({type(ours).__name__} bounds or keys)")
+            raise ValueError(f"agent {agent.source} does not fit {env_id}{trained_on}: {difference}; "
+                             f"pass an agent trained on {env_id}")
 
 
 def _plain(value: Any) -> Any:

@@ -22,7 +22,9 @@ constructor. Schedules are strings: ``lin_3e-4`` decays linearly from 3e-4 to 0 
 from __future__ import annotations
 
 import ast
+import difflib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,14 +49,17 @@ def shipped_file(algo: str) -> Path:
     return SHIPPED_DIR / f"{algo.lower()}.yml"
 
 
-def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None) -> dict[str, Any]:
-    """The settings for ``env_id``: the shipped file's entry, then ``path``'s entry over it.
+def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None, shipped: bool = True
+                     ) -> dict[str, Any]:
+    """The settings for ``env_id``: the shipped file's entry (unless ``shipped`` is false), then
+    ``path``'s entry over it.
 
     In each file the env's own entry is used when there is one, else ``default``, else nothing.
     """
     settings: dict[str, Any] = {}
-    shipped = shipped_file(algo)
-    for entries in (read_file(shipped) if shipped.exists() else {}, read_file(path) if path is not None else {}):
+    ours = shipped_file(algo)
+    for entries in (read_file(ours) if shipped and ours.exists() else {},
+                    read_file(path) if path is not None else {}):
         entry = entries.get(env_id, entries.get(env_id.split("/")[-1], entries.get("default", {})))
         settings.update(entry)
     return settings
@@ -68,7 +73,10 @@ def read_file(path: str | Path) -> dict[str, dict[str, Any]]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise HyperparamsError(f"hyperparameter file {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise HyperparamsError(f"hyperparameter file {path} is not valid YAML: {problem}{where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -79,15 +87,65 @@ def read_file(path: str | Path) -> dict[str, dict[str, Any]]:
     return data
 
 
-def check_keys(settings: Mapping[str, Any], algo_cls: type, source: str) -> None:
-    """Every key must be a run key or an argument of ``algo_cls``; else name it, and the file."""
+def resolve_settings(algo_cls: type, algo: str, env_id: str, path: str | Path | None,
+                     params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a run: the shipped file, then ``path``, then ``params`` (``--params``), each
+    key checked to be known and of the right type, a bad one named with where it came from."""
+    settings = load_hyperparams(algo, env_id, path)
+    from_file = load_hyperparams(algo, env_id, path, shipped=False) if path is not None else {}
+    settings.update(params)
+
+    def origin(key: str) -> str:
+        if key in params:
+            return "--params"
+        return str(path) if key in from_file else str(shipped_file(algo))
+
+    check_keys(settings, algo_cls, origin)
+    check_types(settings, algo_cls, origin)
+    return settings
+
+
+def check_keys(settings: Mapping[str, Any], algo_cls: type, source: str | Callable[[str], str]) -> None:
+    """Every key must be a run key or an argument of ``algo_cls``; else name it, and where it came from."""
+    where = source if callable(source) else (lambda key: source)
     accepted = set(inspect.signature(algo_cls.__init__).parameters) - {"self", "env", "policy"}
     unknown = sorted(k for k in settings if k not in RUN_KEYS and k not in accepted)
     if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(accepted | set(RUN_KEYS)), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise HyperparamsError(
-            f"{source}: unknown hyperparameter(s) {unknown} for {algo_cls.__name__}; "
+            f"{where(key)}: unknown hyperparameter(s) {unknown} for {algo_cls.__name__}{hint}; "
             f"use {', '.join(RUN_KEYS)} or arguments of {algo_cls.__name__}"
         )
+
+
+def check_types(settings: Mapping[str, Any], algo_cls: type, source: str | Callable[[str], str]) -> None:
+    """Numbers where the algorithm's default is a number (a whole one where it is whole), a true or
+    false where it is one; schedules (``lin_3e-4``) are read by :func:`schedule`. Integral floats
+    such as ``1e5`` become ints."""
+    where = source if callable(source) else (lambda key: source)
+    defaults = {k: p.default for k, p in inspect.signature(algo_cls.__init__).parameters.items()}
+    defaults.update(n_envs=1, n_timesteps=1)
+    fixed: dict[str, Any] = {}
+    for key, value in settings.items():
+        default = defaults.get(key, inspect.Parameter.empty)
+        if key in SCHEDULED and isinstance(value, str):
+            continue
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise HyperparamsError(f"{where(key)}: {key} must be true or false, got {value!r}")
+        elif isinstance(default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise HyperparamsError(
+                    f"{where(key)}: {key} must be a finite number (default {default}), got {value!r}"
+                )
+            if isinstance(default, int) and not float(value).is_integer():
+                raise HyperparamsError(f"{where(key)}: {key} must be a whole number, got {value!r}")
+            if isinstance(default, int) and not isinstance(value, int):
+                fixed[key] = int(value)
+    if fixed and isinstance(settings, dict):
+        settings.update(fixed)
 
 
 def algorithm_kwargs(settings: Mapping[str, Any], action_dim: int, source: str) -> dict[str, Any]:

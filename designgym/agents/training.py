@@ -47,9 +47,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from designgym.agents.hyperparams import (
     RUN_KEYS,
     algorithm_kwargs,
-    check_keys,
-    load_hyperparams,
     read_file,
+    resolve_settings,
     shipped_file,
 )
 from designgym.envs.registration import resolve_env_id
@@ -196,10 +195,9 @@ def _make_worker_env(env_id: str, **kwargs: Any) -> gym.Env:
 def resolve_hyperparams(config: TrainConfig) -> dict[str, Any]:
     """The run's settings: shipped file, then ``hyperparams_file``, then ``hyperparams``; fills in
     ``config.timesteps`` and ``config.n_envs`` from ``n_timesteps``/``n_envs`` where not given."""
-    settings = load_hyperparams(config.algo, config.env, config.hyperparams_file)
-    settings.update(config.hyperparams)
+    settings = resolve_settings(ALGORITHMS[config.algo], config.algo, config.env, config.hyperparams_file,
+                                config.hyperparams)
     source = config.hyperparams_file or str(shipped_file(config.algo))
-    check_keys(settings, ALGORITHMS[config.algo], source)
     if config.timesteps is None:
         config.timesteps = int(float(settings.get("n_timesteps", FALLBACK_TIMESTEPS)))
     if config.n_envs is None:
@@ -248,8 +246,11 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     if config.vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {config.vec_env!r}; choose one of {', '.join(VEC_ENVS)}")
     settings = resolve_hyperparams(config)
-    if config.timesteps < 1 or config.n_envs < 1:
-        raise ValueError("timesteps and n_envs must be positive")
+    for name in ("timesteps", "n_envs", "eval_episodes"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
+    if Path(config.out).exists() and not Path(config.out).is_dir():
+        raise ValueError(f"--out {config.out} is a file; it must be the folder that holds run folders")
     for name in ("eval_freq", "save_freq"):
         value = getattr(config, name)
         if value is None:

@@ -54,7 +54,7 @@ import yaml
 from optuna.trial import TrialState
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from designgym.agents.hyperparams import check_keys, load_hyperparams, shipped_file
+from designgym.agents.hyperparams import check_keys, check_types, resolve_settings, shipped_file
 from designgym.agents.search_spaces import Budget, search_space
 from designgym.agents.training import (
     ALGORITHMS,
@@ -212,10 +212,9 @@ def check_config(config: TuneConfig) -> None:
 
 def base_settings(config: TuneConfig) -> dict[str, Any]:
     """The settings under the searched ones: shipped file, ``--hyperparams`` file, ``--params``."""
-    settings = load_hyperparams(config.algo, config.env, config.hyperparams_file)
-    settings.update(config.hyperparams)
+    settings = resolve_settings(ALGORITHMS[config.algo], config.algo, config.env, config.hyperparams_file,
+                                config.hyperparams)
     source = config.hyperparams_file or str(shipped_file(config.algo))
-    check_keys(settings, ALGORITHMS[config.algo], source)
     normalize_kwargs(settings.get("normalize"), source)
     if config.n_envs is None:
         config.n_envs = int(settings.get("n_envs", 4))
@@ -248,6 +247,9 @@ def open_storage(url: str, heartbeat_interval: int = 60, max_retry: int = 1) -> 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
+        database = url.split("///", 1)[-1] if "///" in url else ""
+        if database and database != ":memory:" and not Path(database).parent.exists():
+            raise FileNotFoundError(f"storage {url}: folder {Path(database).parent} does not exist; create it first")
         # Several processes may share the file; wait for each other's writes instead of failing.
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
@@ -403,6 +405,7 @@ class Objective:
             raise TypeError(f"the search space returned {type(sampled).__name__}, not a dict of settings")
         settings = {**self.base, **sampled}
         check_keys(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
+        check_types(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
         trial.set_user_attr("hyperparams", _plain(sampled))
         name = f"trial_{trial.number:04d}"
         finals: list[float] = []
@@ -447,12 +450,20 @@ def tune(config: TuneConfig, argv: list[str] | None = None) -> TuneResult:
     base = base_settings(config)
     search_space(config.algo, config.search_space)  # a bad --search-space fails before anything is written
     out = Path(config.out)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # the deepest first
     out.mkdir(parents=True, exist_ok=True)
     url = config.storage or f"sqlite:///{out / 'study.db'}"
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return _tune(config, base, out, url, argv, started)
+    except BaseException:
+        for folder in made:  # a study that never started (a storage out of reach) leaves no empty folders
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something of the study's is in it, and stays
+                break
+        raise
     finally:
         optuna.logging.set_verbosity(verbosity)
 

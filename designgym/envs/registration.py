@@ -9,6 +9,7 @@ names a callable (called with no arguments) or a module (imported) that register
 from __future__ import annotations
 
 import difflib
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,6 +186,13 @@ def _make_env(design_env_id: str, **overrides: Any) -> gym.Env:
     # ``gymnasium.make(id, problem=..., generator=...)`` swaps in a problem or generator object, for
     # example one already loaded that many envs then share.
     spec = _ENVS[design_env_id]
+    accepted = [name for name in inspect.signature(LatentDesignEnv.__init__).parameters if name != "self"]
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        close = [m for key in unknown for m in difflib.get_close_matches(key, accepted, n=1)]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise TypeError(f"unknown argument(s) {unknown} for env {design_env_id}{hint}; its arguments are "
+                        f"{', '.join(a for a in accepted if a not in ('problem', 'generator'))}")
     problem = overrides.pop("problem", None)
     if problem is None:
         problem = _build_problem(spec.problem, {})
@@ -213,10 +221,12 @@ def _lookup_env_id(env_id: str) -> str | None:
 
 
 def _unknown_message(kind: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    if not close and "/" not in name:
-        short = {k.split("/")[-1]: k for k in known}
-        close = [short[m] for m in difflib.get_close_matches(name, list(short), n=3, cutoff=0.5)]
+    # Names are compared without their namespace, which every built-in id shares.
+    short: dict[str, list[str]] = {}
+    for k in known:
+        short.setdefault(k.split("/")[-1], []).append(k)
+    matches = difflib.get_close_matches(name.split("/")[-1], list(short), n=3, cutoff=0.6)
+    close = [k for m in matches for k in short[m]][:3]
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     listing = " Run `designgym envs` to list them." if kind == "env" else ""
     return f"unknown {kind} {name!r}{hint}{listing}"
