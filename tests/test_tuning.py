@@ -193,7 +193,7 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_study_goes_on(tmp_pat
 
 @pytest.mark.parametrize("args, message", [
     (["--storage", "postgresql+psycopg2://nobody@127.0.0.1:9/none"], "cannot open the study storage"),
-    (["--storage", "sqlite:////no/such/folder/study.db"], "cannot open the study storage"),
+    (["--storage", "sqlite:////no/such/folder/study.db"], "folder /no/such/folder does not exist; create it first"),
     (["--storage", "journal:/no/such/folder/study.log"], "folder /no/such/folder does not exist"),
     (["--sampler", "grid"], "invalid choice: 'grid'"),
     (["--algo", "dqn"], "unknown algorithm 'dqn'"),

@@ -392,6 +392,8 @@ def _run(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoin
             )
     except KeyboardInterrupt:
         # Ctrl-C (or SIGTERM, as a scheduler sends): keep what was learnt in a checkpoint to resume from.
+        if config.progress:
+            print(file=sys.stderr)  # past the progress bar, which stays as it was
         with _signals_held():
             if getattr(saver, "model", None) is None:  # stopped before learn() set the callbacks up
                 saver.init_callback(model)

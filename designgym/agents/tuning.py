@@ -243,7 +243,7 @@ def open_storage(url: str, heartbeat_interval: int = 60, max_retry: int = 1) -> 
 
         path = Path(url[len("journal:"):])
         if not path.parent.exists():
-            raise FileNotFoundError(f"storage {url}: folder {path.parent} does not exist")
+            raise FileNotFoundError(f"storage {url}: folder {path.parent} does not exist; create it first")
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
