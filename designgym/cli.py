@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt as exc:  # a training run says where its checkpoint is and how to go on
-        print(f"designgym: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"designgym: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`designgym ... | head`): stop quietly
         import os

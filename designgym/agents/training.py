@@ -259,6 +259,7 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
             raise ValueError(f"{name} must be >= 0 env steps (0: never), got {value}")
     existed = (Path(config.out) / config.run_name).exists() if config.run_name else False
     run_dir = _new_run_dir(config)
+
     def record() -> None:
         _write_json(run_dir / "config.json", {**asdict(config), "resolved_hyperparams": settings})
         command = argv if argv is not None else sys.argv
@@ -305,6 +306,7 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | N
             f"{run_dir} has already reached {steps} of {config.timesteps} steps; "
             f"pass --timesteps above {steps} to train it further"
         )
+
     def record() -> None:
         _write_json(config_path, {**asdict(config), "resolved_hyperparams": settings})
         command = argv if argv is not None else sys.argv
