@@ -88,3 +88,20 @@ def test_td3_noise_settings_reach_the_model(tmp_path):
     model = TD3.load(result.model_path, device="cpu")
     assert model.action_noise is not None and float(model.action_noise._sigma[0]) == pytest.approx(0.3)
     assert isinstance(PPO, type)
+
+
+def test_types_are_checked_and_yaml_spellings_made_what_the_algorithm_takes():
+    from stable_baselines3 import SAC
+
+    from designgym.agents.hyperparams import HyperparamsError, check_types
+
+    checked = check_types({"train_freq": [1, "episode"], "buffer_size": 1e5, "gamma": 0.98, "use_sde": False},
+                          SAC, "my.yml")
+    assert checked == {"train_freq": (1, "episode"), "buffer_size": 100_000, "gamma": 0.98, "use_sde": False}
+    assert isinstance(checked["buffer_size"], int)
+    for bad, message in [({"use_sde": 1}, "use_sde must be true or false"),
+                         ({"batch_size": 64.5}, "batch_size must be a whole number"),
+                         ({"tau": float("nan")}, "tau must be a finite number"),
+                         ({"train_freq": "often"}, "train_freq must be a finite number")]:
+        with pytest.raises(HyperparamsError, match=f"my.yml: {message}"):
+            check_types(bad, SAC, "my.yml")

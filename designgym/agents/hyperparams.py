@@ -91,8 +91,9 @@ def resolve_settings(algo_cls: type, algo: str, env_id: str, path: str | Path | 
                      params: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of a run: the shipped file, then ``path``, then ``params`` (``--params``), each
     key checked to be known and of the right type, a bad one named with where it came from."""
-    settings = load_hyperparams(algo, env_id, path)
+    settings = load_hyperparams(algo, env_id)
     from_file = load_hyperparams(algo, env_id, path, shipped=False) if path is not None else {}
+    settings.update(from_file)
     settings.update(params)
 
     def origin(key: str) -> str:
@@ -101,8 +102,7 @@ def resolve_settings(algo_cls: type, algo: str, env_id: str, path: str | Path | 
         return str(path) if key in from_file else str(shipped_file(algo))
 
     check_keys(settings, algo_cls, origin)
-    check_types(settings, algo_cls, origin)
-    return settings
+    return check_types(settings, algo_cls, origin)
 
 
 def check_keys(settings: Mapping[str, Any], algo_cls: type, source: str | Callable[[str], str]) -> None:
@@ -120,17 +120,22 @@ def check_keys(settings: Mapping[str, Any], algo_cls: type, source: str | Callab
         )
 
 
-def check_types(settings: Mapping[str, Any], algo_cls: type, source: str | Callable[[str], str]) -> None:
-    """Numbers where the algorithm's default is a number (a whole one where it is whole), a true or
-    false where it is one; schedules (``lin_3e-4``) are read by :func:`schedule`. Integral floats
-    such as ``1e5`` become ints."""
+def check_types(settings: Mapping[str, Any], algo_cls: type, source: str | Callable[[str], str]
+                ) -> dict[str, Any]:
+    """The settings, checked: numbers where the algorithm's default is a number (a whole one where
+    it is whole), a true or false where it is one; schedules (``lin_3e-4``) are read by
+    :func:`schedule`. Whole floats such as ``1e5`` come back as ints."""
     where = source if callable(source) else (lambda key: source)
-    defaults = {k: p.default for k, p in inspect.signature(algo_cls.__init__).parameters.items()}
+    parameters = inspect.signature(algo_cls.__init__).parameters
+    defaults = {k: p.default for k, p in parameters.items()}
     defaults.update(n_envs=1, n_timesteps=1)
     fixed: dict[str, Any] = {}
     for key, value in settings.items():
         default = defaults.get(key, inspect.Parameter.empty)
         if key in SCHEDULED and isinstance(value, str):
+            continue
+        if isinstance(value, (list, tuple)) and key in parameters and "tuple" in str(parameters[key].annotation):
+            fixed[key] = tuple(value)  # train_freq: [1, "episode"] in YAML; SB3 takes only a tuple
             continue
         if isinstance(default, bool):
             if not isinstance(value, bool):
@@ -144,8 +149,7 @@ def check_types(settings: Mapping[str, Any], algo_cls: type, source: str | Calla
                 raise HyperparamsError(f"{where(key)}: {key} must be a whole number, got {value!r}")
             if isinstance(default, int) and not isinstance(value, int):
                 fixed[key] = int(value)
-    if fixed and isinstance(settings, dict):
-        settings.update(fixed)
+    return {**settings, **fixed}
 
 
 def algorithm_kwargs(settings: Mapping[str, Any], action_dim: int, source: str) -> dict[str, Any]:

@@ -405,7 +405,7 @@ class Objective:
             raise TypeError(f"the search space returned {type(sampled).__name__}, not a dict of settings")
         settings = {**self.base, **sampled}
         check_keys(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
-        check_types(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
+        settings = check_types(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
         trial.set_user_attr("hyperparams", _plain(sampled))
         name = f"trial_{trial.number:04d}"
         finals: list[float] = []
