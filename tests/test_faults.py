@@ -213,3 +213,14 @@ def test_the_damaged_checkpoint_message_gives_the_way_on_and_it_works(workspace,
     result = resume(damaged, timesteps=160)
     assert result.metrics["timesteps"] >= 160
     assert json.loads((damaged / "config.json").read_text())["timesteps"] == 160
+
+
+def test_the_unfinished_run_message_names_a_checkpoint_that_eval_takes(workspace, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(workspace)
+    assert main(["eval", "--run", UNFINISHED]) == 2
+    latest = capsys.readouterr().err.strip().split("latest checkpoint ")[-1]
+    assert latest == f"{UNFINISHED}/checkpoints/model_96_steps.zip"
+    # A checkpoint of a run is an agent too: the run folder says which env and algorithm it is.
+    assert main(["eval", "--run", latest, "--episodes", "2", "--out", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["env"] == "designgym/Extrusion-v0" and report["summary"]["episodes"] == 2
