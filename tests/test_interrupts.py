@@ -169,3 +169,26 @@ def test_evaluations_and_best_model_are_replaced_whole(tmp_path, monkeypatch):
     assert np.load(run / "evaluations.npz")["timesteps"].tolist() == [64, 128]
     assert PPO.load(run / "best_model.zip", device="cpu") is not None
     assert not (run / ".evaluations.tmp").exists()
+
+
+def test_workers_interrupted_between_request_and_reply_are_still_closed():
+    """Ctrl-C can land in SubprocVecEnv.step_wait after one worker's reply was read and before the
+    next: SB3's close() would then wait for a reply already taken (seen in 1 of 12 interrupted
+    runs). The interrupted run's close stops the workers instead."""
+    import threading
+    from functools import partial
+
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from designgym.agents.training import _close_after_interrupt, _make_worker_env
+
+    vec = make_vec_env(partial(_make_worker_env, "designgym/Extrusion-v0"), n_envs=2, vec_env_cls=SubprocVecEnv)
+    vec.reset()
+    vec.step_async(np.zeros((2, 8), dtype=np.float32))
+    vec.remotes[0].recv()  # step_wait got this far when the interrupt came
+    closing = threading.Thread(target=_close_after_interrupt, args=(vec,), daemon=True)
+    closing.start()
+    closing.join(timeout=30)
+    assert not closing.is_alive(), "closing the interrupted workers hangs"
+    assert vec.closed and not any(p.is_alive() for p in vec.processes)

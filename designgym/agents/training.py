@@ -400,7 +400,7 @@ def _run(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoin
             if getattr(saver, "model", None) is None:  # stopped before learn() set the callbacks up
                 saver.init_callback(model)
             saved = saver.save()
-            vec_env.close()
+            _close_after_interrupt(vec_env)
         raise TrainingInterrupted(run_dir, int(model.num_timesteps), saved) from None
     finally:
         for callback in callbacks:
@@ -556,6 +556,23 @@ def _signals_held() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _close_after_interrupt(vec_env: VecEnv) -> None:
+    """Close the envs of an interrupted run. The interrupt may have come between a request to
+    SubprocVecEnv workers and the last of their replies, and a polite close would then wait for a
+    reply already read; the workers hold nothing to save, so they are stopped instead."""
+    base = vec_env.unwrapped
+    if not isinstance(base, SubprocVecEnv):
+        vec_env.close()
+        return
+    for process in base.processes:
+        process.terminate()
+    for process in base.processes:
+        process.join(timeout=10)
+    for remote in base.remotes:
+        remote.close()
+    base.closed = True
 
 
 class AtomicEvalCallback(EvalCallback):
