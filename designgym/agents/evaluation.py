@@ -17,7 +17,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from designgym.agents.training import ALGORITHMS, _caption, _write_json, atomic_path
+from designgym.agents.training import (
+    ALGORITHMS,
+    _caption,
+    _write_json,
+    atomic_path,
+    checkpoint_companion,
+    latest_checkpoint,
+)
 from designgym.envs.registration import resolve_env_id
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -59,7 +66,7 @@ def load_agent(path: str | Path, which: str = "final", env_id: str | None = None
         # A checkpoint of a run (model_<steps>_steps.zip): the run says what it is, the statistics are beside it.
         config = json.loads((path.parent.parent / "config.json").read_text())
         model_path = path
-        stats = path.with_name(path.name.replace("model_", "vecnormalize_").replace(".zip", ".pkl"))
+        stats = checkpoint_companion(path, "vecnormalize")
     else:
         model_path, stats = path, path.with_name("vecnormalize.pkl")
         sidecar = path.with_suffix(".json")
@@ -69,8 +76,7 @@ def load_agent(path: str | Path, which: str = "final", env_id: str | None = None
         why = ""
         if which == "best":
             why = " (the run made no evaluations)"
-        elif path.is_dir() and (checkpoints := sorted((path / "checkpoints").glob("model_*_steps.zip"))):
-            latest = max(checkpoints, key=lambda p: int(p.stem.split("_")[1]))
+        elif path.is_dir() and (latest := latest_checkpoint(path)) is not None:
             why = (f": the run has not finished; finish it with `designgym train --resume {path}`, or pass its "
                    f"latest checkpoint {latest}")
         raise FileNotFoundError(f"no model at {model_path}{why}")

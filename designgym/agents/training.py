@@ -326,7 +326,7 @@ def _check_checkpoint(checkpoint: Path, algo: str) -> None:
 
     from stable_baselines3.common.save_util import load_from_zip_file
 
-    earlier = sorted(checkpoint.parent.glob("model_*_steps.zip"), key=_checkpoint_steps)[:-1]
+    earlier = [c for c in _checkpoints(checkpoint.parent) if c != checkpoint]
     fix = (f"move it out of {checkpoint.parent} to resume from {earlier[-1].name} instead" if earlier
            else "start a new run")
     try:
@@ -340,7 +340,7 @@ def _check_checkpoint(checkpoint: Path, algo: str) -> None:
     if stored not in accepted:
         raise ValueError(f"checkpoint {checkpoint} holds a {stored}, not a policy of {algo.upper()}, which this "
                          f"run trains; {fix}")
-    stats = checkpoint.with_name(checkpoint.name.replace("model_", "vecnormalize_").replace(".zip", ".pkl"))
+    stats = checkpoint_companion(checkpoint, "vecnormalize")
     if stats.exists():
         try:
             with open(stats, "rb") as handle:
@@ -354,12 +354,27 @@ class _SetupFailed(Exception):
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = sorted((run_dir / "checkpoints").glob("model_*_steps.zip"), key=_checkpoint_steps)
+    found = _checkpoints(run_dir / "checkpoints")
     return found[-1] if found else None
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """The model files of the checkpoints in ``folder``, oldest first."""
+    return sorted(Path(folder).glob("model_*_steps.zip"), key=_checkpoint_steps)
 
 
 def _checkpoint_steps(path: Path) -> int:
     return int(path.stem.split("_")[1])
+
+
+def checkpoint_file(folder: Path, steps: int, kind: str = "model") -> Path:
+    """A file of the checkpoint at ``steps``: ``model`` (.zip), ``vecnormalize`` or ``replay_buffer`` (.pkl)."""
+    return Path(folder) / f"{kind}_{steps}_steps.{'zip' if kind == 'model' else 'pkl'}"
+
+
+def checkpoint_companion(model: Path, kind: str) -> Path:
+    """The ``vecnormalize`` or ``replay_buffer`` file beside a checkpoint's model file."""
+    return checkpoint_file(model.parent, _checkpoint_steps(model), kind)
 
 
 def _run(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoint: Path | None,
@@ -468,12 +483,12 @@ def _set_up_with(vec_env: VecEnv, config: TrainConfig, settings: dict[str, Any],
     norm = normalize_kwargs(settings.get("normalize"))
     tb_dir = config.tensorboard_log or str(run_dir / "tb")
     if checkpoint is not None:
-        stats = checkpoint.with_name(checkpoint.name.replace("model_", "vecnormalize_").replace(".zip", ".pkl"))
+        stats = checkpoint_companion(checkpoint, "vecnormalize")
         if stats.exists():
             vec_env = VecNormalize.load(str(stats), vec_env)
             vec_env.training = True
         model = algo_cls.load(checkpoint, env=vec_env, device=config.device, tensorboard_log=tb_dir)
-        buffer = checkpoint.with_name(checkpoint.name.replace("model_", "replay_buffer_").replace(".zip", ".pkl"))
+        buffer = checkpoint_companion(checkpoint, "replay_buffer")
         if buffer.exists() and hasattr(model, "load_replay_buffer"):
             model.load_replay_buffer(buffer)
     else:
@@ -648,16 +663,14 @@ class CheckpointSaver(BaseCallback):
         # Statistics and buffer first, the model last: a model file means its checkpoint is whole.
         normalizer = self.model.get_vec_normalize_env()
         if isinstance(normalizer, VecNormalize):
-            _atomic_pickle(normalizer, self.folder / f"vecnormalize_{steps}_steps.pkl")
+            _atomic_pickle(normalizer, checkpoint_file(self.folder, steps, "vecnormalize"))
         if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
-            with atomic_path(self.folder / f"replay_buffer_{steps}_steps.pkl") as tmp:
+            with atomic_path(checkpoint_file(self.folder, steps, "replay_buffer")) as tmp:
                 self.model.save_replay_buffer(tmp)
-        path = self.folder / f"model_{steps}_steps.zip"
+        path = checkpoint_file(self.folder, steps)
         _atomic_save(self.model, path)
-        for old in sorted(self.folder.glob("model_*_steps.zip"), key=_checkpoint_steps)[: -self.keep]:
-            old_steps = _checkpoint_steps(old)
-            for stale in (old, self.folder / f"vecnormalize_{old_steps}_steps.pkl",
-                          self.folder / f"replay_buffer_{old_steps}_steps.pkl"):
+        for old in _checkpoints(self.folder)[: -self.keep]:
+            for stale in (old, checkpoint_companion(old, "vecnormalize"), checkpoint_companion(old, "replay_buffer")):
                 stale.unlink(missing_ok=True)
         return path
 
