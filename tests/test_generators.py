@@ -142,3 +142,85 @@ def test_model_card_page_matches_the_shipped_cards():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.DOC.read_text() == module.render(), "docs/model-cards.md is stale: run scripts/model_cards.py"
+
+
+# -- conditional generators, label grids and fields ------------------------------------------------
+
+
+def _conditional(classes=1, scale=1.0, conditions_dim=3):
+    torch.manual_seed(0)
+    return ConvVAE(4, 32, 8, conditions_dim=conditions_dim, classes=classes, scale=scale).eval()
+
+
+def test_a_conditional_generator_needs_one_conditions_row_per_latent():
+    model = _conditional()
+    z = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"conditional: pass conditions of shape \(batch, 3\)"):
+        model.decode(z)
+    with pytest.raises(ValueError, match=r"conditions of shape \(2, 3\), one row per latent; got \(1, 3\)"):
+        model.decode(z, np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.decode(z, np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match="unconditional"):
+        generators.load(NAME, device="cpu").decode(np.zeros((2, 8)), np.zeros((2, 3)))
+    # The conditions steer the design: one latent, two briefs, two designs.
+    designs = model.decode_numpy(z, np.array([[-1, -1, -1], [1, 1, 1]], np.float32))
+    assert not np.allclose(designs[0], designs[1])
+
+
+def test_label_and_field_generators_decode_codes_and_scaled_values():
+    labels = _conditional(classes=6).decode_numpy(np.random.default_rng(0).standard_normal((3, 4)), np.zeros((3, 3)))
+    assert set(np.unique(labels)) <= set(range(6)) and labels.dtype == np.float32
+    field = _conditional(scale=60.0).decode_numpy(np.zeros((2, 4)), np.zeros((2, 3)))
+    assert field.min() >= 0 and field.max() <= 60 and field.max() > 1  # metres, not the unit interval
+    with pytest.raises(ValueError, match="scale only for classes=1"):
+        ConvVAE(4, 32, 8, classes=6, scale=2.0)
+
+
+def test_conditional_label_vae_learns_a_code_grid_that_depends_on_its_conditions():
+    # Two briefs, each with its own plan: after training, the prior mean decodes each brief's plan.
+    plan_a = np.zeros((16, 16), np.float32)
+    plan_a[:, 8:] = 2
+    plan_b = np.zeros((16, 16), np.float32)
+    plan_b[8:, :] = 1
+    designs = np.stack([plan_a, plan_b] * 64)
+    conditions = np.array([[-1.0], [1.0]] * 64, np.float32)
+    config = VAETrainingConfig(latent_dim=2, channels=8, epochs=30, batch_size=32, lr=5e-3, classes=3, device="cpu")
+    model, history = train_vae(designs, config, progress=False, conditions=conditions)
+    assert history[-1]["reconstruction"] < history[0]["reconstruction"] / 10
+    decoded = model.decode_numpy(np.zeros((2, 2)), np.array([[-1.0], [1.0]]))
+    assert np.mean(decoded[0] == plan_a) > 0.95 and np.mean(decoded[1] == plan_b) > 0.95
+    with pytest.raises(ValueError, match="whole class codes"):
+        train_vae(designs * 0.5, config, progress=False, conditions=conditions)
+    with pytest.raises(ValueError, match="one row per design"):
+        train_vae(designs, config, progress=False, conditions=conditions[:3])
+
+
+def test_env_decodes_a_conditional_generator_with_the_episode_conditions():
+    from designgym.envs import LatentDesignEnv
+    from designgym.envs.vector import BatchedDesignVecEnv
+
+    model = _conditional()
+    env = LatentDesignEnv("extrusion", model)
+    z = np.full(4, 0.3, np.float32)
+    designs = []
+    for fraction in (0.2, 0.4):
+        env.reset(options={"conditions": {"area_fraction": fraction, "axis_angle": 0, "max_hollows": 0}})
+        env.step(z / env.latent_bound)
+        vector = env.problem.conditions_vector(env.conditions)
+        np.testing.assert_array_equal(env.design, model.decode_numpy(z[None], vector[None])[0])
+        designs.append(env.design)
+    # Same latent, other brief: another design, and not one served from the cache of the first.
+    assert not np.array_equal(designs[0], designs[1])
+
+    vec = BatchedDesignVecEnv([LatentDesignEnv("extrusion", model) for _ in range(3)])
+    vec.seed(5)
+    vec.reset()
+    assert len({tuple(single.problem.conditions_vector(single.conditions)) for single in vec.envs}) == 3
+    for single in vec.envs:  # decoded in one batch of three, so equal up to float summation order
+        vector = single.problem.conditions_vector(single.conditions)
+        np.testing.assert_allclose(single.design, model.decode_numpy(single.latent[None], vector[None])[0], atol=1e-6)
+    vec.close()
+
+    with pytest.raises(ValueError, match="conditioned on 5 condition values.*problem extrusion has 3"):
+        LatentDesignEnv("extrusion", _conditional(conditions_dim=5))

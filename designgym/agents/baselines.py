@@ -110,7 +110,10 @@ def _score(env: Any, evaluation: Any) -> float:
 
 def _judge(env: Any, action: np.ndarray, conditions: dict[str, Any]) -> tuple[np.ndarray, Any, float]:
     latent = np.clip(np.asarray(action, dtype=np.float32), -1, 1) * env.latent_bound
-    design = env.generator.decode_numpy(latent[None, :])[0]
+    if env.generator.conditions_dim:
+        design = env.generator.decode_numpy(latent[None, :], env.problem.conditions_vector(conditions)[None, :])[0]
+    else:
+        design = env.generator.decode_numpy(latent[None, :])[0]
     evaluation = env.problem.evaluate(design, conditions)
     return design, evaluation, _score(env, evaluation)
 

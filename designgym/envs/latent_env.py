@@ -24,7 +24,9 @@ class LatentDesignEnv(gym.Env):
     agent moves a latent vector ``z``; the generator decodes it to a design; the problem judges
     the design. In ``"direct"`` mode the action *is* the latent and the episode is one step long
     (a contextual bandit: conditions in, design out). In ``"delta"`` mode each action moves the
-    latent by a bounded step over an episode of ``episode_length`` steps.
+    latent by a bounded step over an episode of ``episode_length`` steps. A conditional generator
+    (``generator.conditions_dim > 0``) decodes each latent together with the episode's
+    conditions vector, so the same latent gives a design fitted to each brief.
 
     ## Action Space
     ``Box(-1, 1, (latent_dim,), float32)``. Direct: ``z = latent_bound * a``. Delta:
@@ -119,6 +121,7 @@ class LatentDesignEnv(gym.Env):
                 f"{tuple(self.generator.design_shape)}, but problem {self.problem.name} expects "
                 f"{self.problem.design_space.shape}; pick a generator trained for this problem"
             )
+        self._check_generator_conditions()
         if episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {episode_length}")
         if not 0 < step_size <= 2:
@@ -254,26 +257,57 @@ class LatentDesignEnv(gym.Env):
     def _decode_and_evaluate(self) -> None:
         design = self._cached_design()
         if design is None:
-            design = self.generator.decode_numpy(self.latent[None, :])[0]
+            condition = self.generator_conditions()
+            if condition is None:
+                design = self.generator.decode_numpy(self.latent[None, :])[0]
+            else:
+                design = self.generator.decode_numpy(self.latent[None, :], condition[None, :])[0]
             self._remember_design(design)
         self.design = design
         self.evaluation = self.problem.evaluate(design, self.conditions)
 
+    def generator_conditions(self) -> np.ndarray | None:
+        """What a conditional generator decodes with: the episode's conditions vector (``None`` for
+        an unconditional generator)."""
+        if self.generator.conditions_dim == 0:
+            return None
+        return self.problem.conditions_vector(self.conditions)
+
     # Decoding is deterministic, so the designs of the two latest latents are kept and reused when
-    # a latent repeats (every episode of a direct-mode env starts from the zero latent).
+    # a latent repeats (every episode of a direct-mode env starts from the zero latent). A
+    # conditional generator's design also depends on the conditions, which join the key.
+
+    def _design_key(self) -> tuple[int, bytes, bytes]:
+        condition = self.generator_conditions()
+        return id(self.generator), self.latent.tobytes(), b"" if condition is None else condition.tobytes()
 
     def _cached_design(self) -> np.ndarray | None:
         """A copy of the design of the current latent if it is among the two kept, else ``None``."""
-        key = (id(self.generator), self.latent.tobytes())
+        key = self._design_key()
         if key not in self._decoded:
             return None
         self._decoded[key] = self._decoded.pop(key)  # now the most recent
         return self._decoded[key].copy()
 
     def _remember_design(self, design: np.ndarray) -> None:
-        self._decoded[(id(self.generator), self.latent.tobytes())] = design.copy()
+        self._decoded[self._design_key()] = design.copy()
         while len(self._decoded) > 2:
             self._decoded.pop(next(iter(self._decoded)))
+
+    def _check_generator_conditions(self) -> None:
+        label = self.generator.name or type(self.generator).__name__
+        wanted = int(getattr(self.generator, "conditions_dim", 0))
+        if wanted == 0:
+            return
+        keys = tuple(getattr(self.generator, "condition_keys", ()) or ())
+        have = tuple(self.problem.conditions_space.spaces)
+        if (keys and keys != have) or wanted != self.problem.conditions_dim:
+            raise ValueError(
+                f"generator {label} is conditioned on {wanted} condition values"
+                + (f" ({', '.join(keys)})" if keys else "")
+                + f", but problem {self.problem.name} has {self.problem.conditions_dim} ({', '.join(have)}); "
+                "pick a generator trained for this problem"
+            )
 
     def _check_action(self, action: Any) -> np.ndarray:
         try:

@@ -180,7 +180,12 @@ class BatchedDesignVecEnv(VecEnv):
                 by_generator.setdefault(id(self.envs[i].generator), []).append(i)
         for group in by_generator.values():
             generator = self.envs[group[0]].generator
-            decoded = generator.decode_numpy(np.stack([self.envs[i].latent for i in group]))
+            latents = np.stack([self.envs[i].latent for i in group])
+            if generator.conditions_dim:
+                conditions = np.stack([self.envs[i].generator_conditions() for i in group])
+                decoded = generator.decode_numpy(latents, conditions)
+            else:
+                decoded = generator.decode_numpy(latents)
             for i, design in zip(group, decoded, strict=True):
                 self.envs[i]._remember_design(design)
                 designs[i] = design.copy()

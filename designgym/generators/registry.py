@@ -74,5 +74,6 @@ def load(name: str, device: str | torch.device | None = None, directory: Path = 
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.name = name
+    model.condition_keys = tuple(info.get("conditions", {}).get("keys", ()))
     model.eval()
     return model.to(resolve_device(device))

@@ -32,6 +32,10 @@ class VAETrainingConfig:
         beta: weight of the KL term; below 1 trades prior match for sharper designs.
         seed: seeds torch for initialisation and batching.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        classes: 1 for densities and fields; K >= 2 for grids of class codes ``0 .. K-1``
+            (trained with cross-entropy per cell).
+        scale: the largest value of a field (designs are divided by it for the loss); 1 for
+            densities.
     """
 
     latent_dim: int = 8
@@ -42,6 +46,8 @@ class VAETrainingConfig:
     beta: float = 1.0
     seed: int = 0
     device: str = "auto"
+    classes: int = 1
+    scale: float = 1.0
 
 
 def train_vae(
@@ -50,38 +56,56 @@ def train_vae(
     progress: bool = True,
     log_dir: str | Path | None = None,
     images_every: int = 10,
+    conditions: np.ndarray | None = None,
 ) -> tuple[ConvVAE, list[dict[str, float]]]:
-    """Train a :class:`ConvVAE` on binary or density designs ``[N, rows, cols]`` in ``[0, 1]``.
+    """Train a :class:`ConvVAE` on designs ``[N, rows, cols]``.
 
     Args:
-        designs: the training set.
+        designs: the training set: densities in ``[0, 1]``, fields in ``[0, config.scale]``, or
+            class codes ``0 .. config.classes - 1``.
         config: settings.
         progress: show a progress bar over the epochs.
         log_dir: when given, TensorBoard event files there get the losses of every epoch and a grid
             of designs decoded from fixed prior samples every ``images_every`` epochs and at the end.
         images_every: epochs between sample grids.
+        conditions: ``[N, k]``, the conditions vector of each design; trains a conditional VAE.
 
     Returns:
         The trained model (in eval mode, on the CPU) and the per-epoch loss history.
     """
     if designs.ndim != 3 or min(designs.shape[1:]) < 8:
         raise ValueError(f"train_vae needs designs [N, rows, cols] of at least 8 x 8 cells, got shape {designs.shape}")
-    if not np.all(np.isfinite(designs)) or designs.min() < 0 or designs.max() > 1:
-        raise ValueError("train_vae needs designs with values in [0, 1]; rescale or threshold them first")
+    top = config.classes - 1 if config.classes > 1 else config.scale
+    if not np.all(np.isfinite(designs)) or designs.min() < 0 or designs.max() > top:
+        raise ValueError(f"train_vae needs designs with values in [0, {top:g}]; rescale or threshold them first")
+    if config.classes > 1 and not np.array_equal(designs, np.round(designs)):
+        raise ValueError("train_vae with classes > 1 needs whole class codes in the designs")
+    if conditions is not None:
+        conditions = np.asarray(conditions, dtype=np.float32)
+        if conditions.ndim != 2 or len(conditions) != len(designs) or not np.all(np.isfinite(conditions)):
+            raise ValueError(
+                f"train_vae needs finite conditions [N, k] with one row per design; got shape {conditions.shape} "
+                f"for {len(designs)} designs"
+            )
+    k = 0 if conditions is None else conditions.shape[1]
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     shape = tuple(designs.shape[1:])
+    extra = {"conditions_dim": k, "classes": config.classes, "scale": config.scale}
     if shape[0] == shape[1] and shape[0] & (shape[0] - 1) == 0:
-        model = ConvVAE(config.latent_dim, shape[0], config.channels).to(device)
+        model = ConvVAE(config.latent_dim, shape[0], config.channels, **extra).to(device)
     else:
-        model = ConvVAE(config.latent_dim, channels=config.channels, shape=shape).to(device)
+        model = ConvVAE(config.latent_dim, channels=config.channels, shape=shape, **extra).to(device)
     writer = None
     if log_dir is not None:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(log_dir))
         fixed_z = torch.randn(16, config.latent_dim, generator=torch.Generator().manual_seed(config.seed + 7))
+        fixed_c = None if conditions is None else torch.as_tensor(conditions[:16]).to(device)
+        fixed_z = fixed_z[: len(designs)]
     data = torch.as_tensor(designs, dtype=torch.float32)
+    cond = None if conditions is None else torch.as_tensor(conditions)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     generator = torch.Generator().manual_seed(config.seed)
@@ -92,10 +116,16 @@ def train_vae(
         order = torch.randperm(len(data), generator=generator)
         totals = {"reconstruction": 0.0, "kl": 0.0}
         for start in range(0, len(data), config.batch_size):
-            batch = data[order[start : start + config.batch_size]].to(device)
-            logits, mu, logvar = model(batch)
+            index = order[start : start + config.batch_size]
+            batch = data[index].to(device)
+            batch_c = None if cond is None else cond[index].to(device)
+            logits, mu, logvar = model(batch, batch_c)
             # Per-design sums, so the KL weight does not depend on the grid size.
-            recon = F.binary_cross_entropy_with_logits(logits, batch, reduction="sum") / len(batch)
+            if config.classes > 1:
+                recon = F.cross_entropy(logits, batch.long(), reduction="sum") / len(batch)
+            else:
+                target = batch / config.scale
+                recon = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(batch)
             kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(batch)
             loss = recon + config.beta * kl
             optimizer.zero_grad(set_to_none=True)
@@ -114,7 +144,9 @@ def train_vae(
             if (epoch + 1) % images_every == 0 or epoch + 1 == config.epochs:
                 model.eval()
                 with torch.no_grad():
-                    samples = torch.sigmoid(model.decode_logits(fixed_z.to(device))).cpu()
+                    samples = model._decode(fixed_z.to(device), fixed_c).cpu()
+                    # One grey scale for every kind: densities as they are, fields and codes over their top.
+                    samples = samples / (config.classes - 1 if config.classes > 1 else config.scale)
                 writer.add_images("samples/prior", _tile(samples), epoch + 1, dataformats="HW")
     model.eval()
     if writer is not None:
