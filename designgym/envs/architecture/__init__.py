@@ -1,0 +1,1 @@
+"""Architectural design problems: floor plans and building massing."""
