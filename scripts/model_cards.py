@@ -42,8 +42,28 @@ METRIC_NOTES = {
     "min_wall_rate": "share meeting the minimum wall",
     "mean_area_fraction": "mean solid fraction",
     "diversity_mean_pairwise_1_minus_iou": "mean 1 - IoU between pairs",
-    "heldout_cell_accuracy": "share of cells right after an encode-decode round trip of held-out sections",
+    "heldout_cell_accuracy": "share of cells right after an encode-decode round trip of held-out designs",
+    "briefs": "unseen briefs (conditions) the raw generator is judged on",
+    "prior_feasible_rate": "share of raw samples (z ~ N(0, I), one per unseen brief) that meet every rule",
+    "prior_mean_feasible_rate": "the same for the prior mean, z = 0",
+    "diversity_same_brief": "mean difference between 8 samples for one brief (share of cells for plans, "
+    "height over the largest height for massings)",
+    "heldout_feasible_rate": "share of held-out procedural designs still meeting every rule after the round trip",
+    "heldout_mean_abs_error_m": "mean height error of the round trip, metres",
 }
+# Per-rule rates of the architectural generators ("prior_meets/<rule>") are explained by their prefix.
+PREFIX_NOTES = {
+    "prior_meets/": "share of raw samples that meet this rule",
+    "prior_mean_meets/": "share of prior-mean designs (z = 0) that meet this rule",
+    "prior_mean_mean_": "mean reward objective of prior-mean designs",
+    "prior_mean_": "mean reward objective of raw samples",
+}
+
+
+def _note(key: str) -> str:
+    if key in METRIC_NOTES:
+        return METRIC_NOTES[key]
+    return next((note for prefix, note in PREFIX_NOTES.items() if key.startswith(prefix)), "")
 
 
 def render(directory: Path = registry.WEIGHTS_DIR) -> str:
@@ -51,7 +71,8 @@ def render(directory: Path = registry.WEIGHTS_DIR) -> str:
         "# Model cards of the shipped generators",
         "",
         "Written by `scripts/model_cards.py` from the JSON cards in `designgym/generators/weights/`,",
-        "which `scripts/train_generator.py` writes beside each generator's weights. Load one with",
+        "which `scripts/train_generator.py` and `scripts/train_architecture_generator.py` write beside each",
+        "generator's weights. Load one with",
         '`designgym.generators.load("<name>")`; the sha256 below is checked on every load.',
         "",
     ]
@@ -81,7 +102,7 @@ def render(directory: Path = registry.WEIGHTS_DIR) -> str:
         for key in [k for k in METRIC_NOTES if k in metrics] + [k for k in metrics if k not in METRIC_NOTES]:
             value = metrics[key]
             shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-            lines.append(f"| `{key}` | {shown} | {METRIC_NOTES.get(key, '')} |")
+            lines.append(f"| `{key}` | {shown} | {_note(key)} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -173,11 +173,14 @@ def test_label_and_field_generators_decode_codes_and_scaled_values():
     assert set(np.unique(labels)) <= set(range(6)) and labels.dtype == np.float32
     field = _conditional(scale=60.0).decode_numpy(np.zeros((2, 4)), np.zeros((2, 3)))
     assert field.min() >= 0 and field.max() <= 60 and field.max() > 1  # metres, not the unit interval
-    with pytest.raises(ValueError, match="scale only for classes=1"):
-        ConvVAE(4, 32, 8, classes=6, scale=2.0)
+    storeys = _conditional(classes=18, scale=3.5).decode_numpy(np.zeros((2, 4)), np.zeros((2, 3)))
+    np.testing.assert_allclose(storeys / 3.5, np.round(storeys / 3.5), atol=1e-6)  # whole storeys of 3.5 m
+    with pytest.raises(ValueError, match="scale > 0"):
+        ConvVAE(4, 32, 8, classes=6, scale=0.0)
 
 
-def test_conditional_label_vae_learns_a_code_grid_that_depends_on_its_conditions():
+@pytest.mark.parametrize("coord_head", [False, True])
+def test_conditional_label_vae_learns_a_code_grid_that_depends_on_its_conditions(coord_head):
     # Two briefs, each with its own plan: after training, the prior mean decodes each brief's plan.
     plan_a = np.zeros((16, 16), np.float32)
     plan_a[:, 8:] = 2
@@ -185,7 +188,8 @@ def test_conditional_label_vae_learns_a_code_grid_that_depends_on_its_conditions
     plan_b[8:, :] = 1
     designs = np.stack([plan_a, plan_b] * 64)
     conditions = np.array([[-1.0], [1.0]] * 64, np.float32)
-    config = VAETrainingConfig(latent_dim=2, channels=8, epochs=30, batch_size=32, lr=5e-3, classes=3, device="cpu")
+    config = VAETrainingConfig(latent_dim=2, channels=8, epochs=30, batch_size=32, lr=5e-3, classes=3, device="cpu",
+                               coord_head=coord_head)
     model, history = train_vae(designs, config, progress=False, conditions=conditions)
     assert history[-1]["reconstruction"] < history[0]["reconstruction"] / 10
     decoded = model.decode_numpy(np.zeros((2, 2)), np.array([[-1.0], [1.0]]))
@@ -224,3 +228,4 @@ def test_env_decodes_a_conditional_generator_with_the_episode_conditions():
 
     with pytest.raises(ValueError, match="conditioned on 5 condition values.*problem extrusion has 3"):
         LatentDesignEnv("extrusion", _conditional(conditions_dim=5))
+

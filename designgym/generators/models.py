@@ -28,11 +28,16 @@ class ConvVAE(Generator):
     - densities (``classes=1``, ``scale=1``): the decoder's sigmoid, in ``[0, 1]``;
     - fields (``classes=1``, ``scale`` > 0): the sigmoid times ``scale`` (heights in metres);
     - labels (``classes=K >= 2``): one logit per class and cell; a design holds the most likely
-      class of each cell as a float code ``0 .. K-1`` (room types of a floor plan).
+      class of each cell as a float code ``0 .. K-1`` (room types of a floor plan), times
+      ``scale`` (storeys of 3.5 m give heights in metres that come in whole storeys).
 
     With ``conditions_dim > 0`` it is a conditional VAE: the conditions vector joins the
     encoder's features before ``q(z | x, c)`` and the latent at the decoder's input, so one latent
-    space serves every brief and the prior ``N(0, I)`` holds for each of them.
+    space serves every brief and the prior ``N(0, I)`` holds for each of them. With
+    ``coord_head=True`` the last layers also see, at every cell, its coordinates and the
+    conditions (a "CoordConv" head): an edge that a condition places (a footprint's width, a
+    setback line) is then a threshold a 3 x 3 convolution can draw to the cell, instead of
+    something the upsampling path has to spell out from a 4 x 4 bottleneck.
 
     Args:
         latent_dim: length of the latent vector.
@@ -40,8 +45,9 @@ class ConvVAE(Generator):
         channels: feature channels of the first encoder layer (doubled at each halving).
         shape: ``(rows, cols)`` of the grid; overrides ``size``.
         conditions_dim: length of the conditions vector (0: unconditional).
+        coord_head: give the output layers each cell's coordinates and the conditions.
         classes: 1 for densities and fields, K >= 2 for label grids of K classes.
-        scale: what a decoded 1 means for a field (``classes=1``); 1 for densities.
+        scale: what a decoded 1 (a field) or class 1 (a label grid) stands for; 1 for densities.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class ConvVAE(Generator):
         conditions_dim: int = 0,
         classes: int = 1,
         scale: float = 1.0,
+        coord_head: bool = False,
     ) -> None:
         super().__init__()
         rows, cols = (int(size), int(size)) if shape is None else (int(shape[0]), int(shape[1]))
@@ -60,9 +67,9 @@ class ConvVAE(Generator):
             raise ValueError(f"ConvVAE needs a grid of at least 8 x 8 cells, got {rows} x {cols}")
         if latent_dim < 1 or channels < 2:
             raise ValueError(f"ConvVAE needs latent_dim >= 1 and channels >= 2, got {latent_dim} and {channels}")
-        if conditions_dim < 0 or classes < 1 or not scale > 0 or (classes > 1 and scale != 1.0):
+        if conditions_dim < 0 or classes < 1 or not scale > 0:
             raise ValueError(
-                "ConvVAE needs conditions_dim >= 0, classes >= 1 and scale > 0 (scale only for classes=1); "
+                "ConvVAE needs conditions_dim >= 0, classes >= 1 and scale > 0; "
                 f"got conditions_dim={conditions_dim}, classes={classes}, scale={scale}"
             )
         self.latent_dim = latent_dim
@@ -75,8 +82,10 @@ class ConvVAE(Generator):
         else:
             self.config = {"latent_dim": latent_dim, "shape": [rows, cols], "channels": channels}
         # Older cards name only the keys above; the new ones are written only when they differ.
-        extra = {"conditions_dim": self.conditions_dim, "classes": self.classes, "scale": self.scale}
-        defaults = {"conditions_dim": 0, "classes": 1, "scale": 1.0}
+        self.coord_head = bool(coord_head)
+        extra = {"conditions_dim": self.conditions_dim, "classes": self.classes, "scale": self.scale,
+                 "coord_head": self.coord_head}
+        defaults = {"conditions_dim": 0, "classes": 1, "scale": 1.0, "coord_head": False}
         self.config.update({k: v for k, v in extra.items() if v != defaults[k]})
         levels = int(math.floor(math.log2(min(rows, cols) / 4)))
         step = 2**levels
@@ -102,19 +111,31 @@ class ConvVAE(Generator):
                 nn.BatchNorm2d(width_out),
                 nn.LeakyReLU(0.2),
             ]
-        self.decoder = nn.Sequential(*dec, nn.Conv2d(channels // 2, self.classes, 3, padding=1))
+        if self.coord_head:
+            self.decoder = nn.Sequential(*dec)
+            side = channels // 2 + 2 + self.conditions_dim
+            self.head = nn.Sequential(
+                nn.Conv2d(side, channels // 2, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(channels // 2 + 2 + self.conditions_dim, self.classes, 3, padding=1),
+            )
+            ys = (torch.arange(self._padded[0], dtype=torch.float32) + 0.5) / rows * 2 - 1
+            xs = (torch.arange(self._padded[1], dtype=torch.float32) + 0.5) / cols * 2 - 1
+            self.register_buffer("coords", torch.stack(torch.meshgrid(ys, xs, indexing="ij")), persistent=False)
+        else:
+            self.decoder = nn.Sequential(*dec, nn.Conv2d(channels // 2, self.classes, 3, padding=1))
 
     def encode(self, x: torch.Tensor, conditions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of ``q(z | x, c)`` for designs ``x[B, rows, cols]``.
 
         Densities are taken as they are, fields are divided by ``scale``, and label grids hold
-        class codes (one-hot encoded here).
+        class codes times ``scale`` (one-hot encoded here).
         """
         rows, cols = self.design_shape
+        x = x / self.scale
         if self.classes > 1:
             x = F.one_hot(x.round().long().clamp(0, self.classes - 1), self.classes).permute(0, 3, 1, 2).float()
         else:
-            x = (x / self.scale).unsqueeze(1)
+            x = x.unsqueeze(1)
         x = F.pad(x, (0, self._padded[1] - cols, 0, self._padded[0] - rows))
         h = self._join(self.encoder(x), conditions)
         return self.to_mu(h), self.to_logvar(h)
@@ -126,8 +147,18 @@ class ConvVAE(Generator):
         """
         h = self.from_z(self._join(z, conditions)).view(-1, *self._top)
         rows, cols = self.design_shape
-        out = self.decoder(h)[:, :, :rows, :cols]
+        h = self.decoder(h)
+        if self.coord_head:
+            h = self.head[1](self.head[0](self._with_coords(h, conditions)))
+            h = self.head[2](self._with_coords(h, conditions))
+        out = h[:, :, :rows, :cols]
         return out if self.classes > 1 else out[:, 0]
+
+    def _with_coords(self, h: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
+        parts = [h, self.coords.to(h.dtype).expand(h.shape[0], -1, -1, -1)]
+        if self.conditions_dim:
+            parts.append(conditions.to(h.dtype)[:, :, None, None].expand(-1, -1, *h.shape[2:]))
+        return torch.cat(parts, dim=1)
 
     def forward(
         self, x: torch.Tensor, conditions: torch.Tensor | None = None
@@ -138,9 +169,8 @@ class ConvVAE(Generator):
 
     def _decode(self, z: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
         logits = self.decode_logits(z, conditions)
-        if self.classes > 1:
-            return logits.argmax(dim=1).to(torch.float32)
-        return torch.sigmoid(logits) * self.scale if self.scale != 1.0 else torch.sigmoid(logits)
+        out = logits.argmax(dim=1).to(torch.float32) if self.classes > 1 else torch.sigmoid(logits)
+        return out * self.scale if self.scale != 1.0 else out
 
     def _join(self, features: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
         if self.conditions_dim == 0:

@@ -32,10 +32,12 @@ class VAETrainingConfig:
         beta: weight of the KL term; below 1 trades prior match for sharper designs.
         seed: seeds torch for initialisation and batching.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        classes: 1 for densities and fields; K >= 2 for grids of class codes ``0 .. K-1``
-            (trained with cross-entropy per cell).
-        scale: the largest value of a field (designs are divided by it for the loss); 1 for
-            densities.
+        classes: 1 for densities and fields; K >= 2 for grids of class codes ``0 .. K-1`` times
+            ``scale`` (trained with cross-entropy per cell).
+        coord_head: give the output layers each cell's coordinates and the conditions
+            (see :class:`ConvVAE`).
+        scale: the largest value of a field (designs are divided by it for the loss), or what
+            one class step stands for in a label grid; 1 for densities and plain codes.
     """
 
     latent_dim: int = 8
@@ -48,6 +50,7 @@ class VAETrainingConfig:
     device: str = "auto"
     classes: int = 1
     scale: float = 1.0
+    coord_head: bool = False
 
 
 def train_vae(
@@ -75,11 +78,12 @@ def train_vae(
     """
     if designs.ndim != 3 or min(designs.shape[1:]) < 8:
         raise ValueError(f"train_vae needs designs [N, rows, cols] of at least 8 x 8 cells, got shape {designs.shape}")
-    top = config.classes - 1 if config.classes > 1 else config.scale
-    if not np.all(np.isfinite(designs)) or designs.min() < 0 or designs.max() > top:
+    top = (config.classes - 1 if config.classes > 1 else 1) * config.scale
+    if not np.all(np.isfinite(designs)) or designs.min() < 0 or designs.max() > top + 1e-6:
         raise ValueError(f"train_vae needs designs with values in [0, {top:g}]; rescale or threshold them first")
-    if config.classes > 1 and not np.array_equal(designs, np.round(designs)):
-        raise ValueError("train_vae with classes > 1 needs whole class codes in the designs")
+    if config.classes > 1 and not np.allclose(designs / config.scale, np.round(designs / config.scale), atol=1e-4):
+        raise ValueError(f"train_vae with classes > 1 needs whole class codes (times scale {config.scale:g}) "
+                         "in the designs")
     if conditions is not None:
         conditions = np.asarray(conditions, dtype=np.float32)
         if conditions.ndim != 2 or len(conditions) != len(designs) or not np.all(np.isfinite(conditions)):
@@ -91,7 +95,7 @@ def train_vae(
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     shape = tuple(designs.shape[1:])
-    extra = {"conditions_dim": k, "classes": config.classes, "scale": config.scale}
+    extra = {"conditions_dim": k, "classes": config.classes, "scale": config.scale, "coord_head": config.coord_head}
     if shape[0] == shape[1] and shape[0] & (shape[0] - 1) == 0:
         model = ConvVAE(config.latent_dim, shape[0], config.channels, **extra).to(device)
     else:
@@ -122,7 +126,8 @@ def train_vae(
             logits, mu, logvar = model(batch, batch_c)
             # Per-design sums, so the KL weight does not depend on the grid size.
             if config.classes > 1:
-                recon = F.cross_entropy(logits, batch.long(), reduction="sum") / len(batch)
+                codes = (batch / config.scale).round().long()
+                recon = F.cross_entropy(logits, codes, reduction="sum") / len(batch)
             else:
                 target = batch / config.scale
                 recon = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(batch)
@@ -146,7 +151,7 @@ def train_vae(
                 with torch.no_grad():
                     samples = model._decode(fixed_z.to(device), fixed_c).cpu()
                     # One grey scale for every kind: densities as they are, fields and codes over their top.
-                    samples = samples / (config.classes - 1 if config.classes > 1 else config.scale)
+                    samples = samples / ((config.classes - 1 if config.classes > 1 else 1) * config.scale)
                 writer.add_images("samples/prior", _tile(samples), epoch + 1, dataformats="HW")
     model.eval()
     if writer is not None:
