@@ -1,5 +1,7 @@
 """Design environments: the env, the problem API, registration, and the built-in families."""
 
+from designgym.envs.architecture.floorplan import FloorPlan
+from designgym.envs.architecture.massing import Massing
 from designgym.envs.extrusion.problem import Extrusion
 from designgym.envs.latent_env import LatentDesignEnv
 from designgym.envs.problem import Evaluation, NoReferenceOptimizer, ObjectiveSpec, Problem
@@ -22,7 +24,9 @@ __all__ = [
     "Cantilever",
     "Evaluation",
     "Extrusion",
+    "FloorPlan",
     "LatentDesignEnv",
+    "Massing",
     "NoReferenceOptimizer",
     "ObjectiveSpec",
     "Problem",
@@ -43,6 +47,8 @@ def _register_builtin() -> None:
     register_problem("cantilever", Cantilever)
     register_problem("mbb", MBB)
     register_problem("am_bracket", AMBracket)
+    register_problem("floor_plan", FloorPlan)
+    register_problem("massing", Massing)
     register_design_env(
         "designgym/Extrusion-v0",
         problem="extrusion",
@@ -74,6 +80,22 @@ def _register_builtin() -> None:
         problem="am_bracket",
         generator="cantilever-vae",
         description="Cantilever bracket printable without supports (45-degree overhang, 3-element members).",
+        source="designgym",
+        action_mode="direct",
+    )
+    register_design_env(
+        "designgym/FloorPlan-v0",
+        problem="floor_plan",
+        generator="floorplan-cvae",
+        description="House plan for a brief: rooms, areas, doors from the entrance, daylight, adjacencies.",
+        source="designgym",
+        action_mode="direct",
+    )
+    register_design_env(
+        "designgym/Massing-v0",
+        problem="massing",
+        generator="massing-cvae",
+        description="Building mass on a parcel under setbacks, height and sky plane, at its floor area; sun vs shadow.",
         source="designgym",
         action_mode="direct",
     )
