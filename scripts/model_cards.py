@@ -48,7 +48,6 @@ METRIC_NOTES = {
     "prior_mean_feasible_rate": "the same for the prior mean, z = 0",
     "diversity_same_brief": "mean difference between 8 samples for one brief (share of cells for plans, "
     "height over the largest height for massings)",
-    "heldout_feasible_rate": "share of held-out procedural designs still meeting every rule after the round trip",
     "heldout_mean_abs_error_m": "mean height error of the round trip, metres",
 }
 # Per-rule rates of the architectural generators ("prior_meets/<rule>") are explained by their prefix.
