@@ -124,12 +124,18 @@ def _podium_tower(rng: np.random.Generator, rect: Rect, p: int) -> list[Piece]:
     top, bottom, left, right = _sub_rect(rng, rect, 0.6, p)
     pieces = [(top, bottom, left, right, float(rng.uniform(0.12, 0.4)))]
     for _ in range(1 if rng.random() < 0.7 else 2):
-        th = _span(rng, p, min(p + 5, bottom - top))
-        tw = _span(rng, p, min(p + 5, right - left))
-        r0 = top + _span(rng, 0, bottom - top - th)
-        c0 = left + _span(rng, 0, right - left - tw)
-        pieces.append((r0, r0 + th, c0, c0 + tw, float(rng.uniform(0.8, 1.0))))
+        pieces.append(_tower(rng, (top, bottom, left, right), p, 5, 0.8))
     return pieces
+
+
+def _tower(rng: np.random.Generator, rect: Rect, p: int, extra: int, low: float) -> Piece:
+    """A tower p to p + extra cells a side at a random place in ``rect``, at ``low`` to 1 of the top."""
+    top, bottom, left, right = rect
+    th = _span(rng, p, min(p + extra, bottom - top))
+    tw = _span(rng, p, min(p + extra, right - left))
+    r0 = top + _span(rng, 0, bottom - top - th)
+    c0 = left + _span(rng, 0, right - left - tw)
+    return (r0, r0 + th, c0, c0 + tw, float(rng.uniform(low, 1.0)))
 
 
 def _l_block(rng: np.random.Generator, rect: Rect, p: int) -> list[Piece]:
@@ -142,15 +148,7 @@ def _l_block(rng: np.random.Generator, rect: Rect, p: int) -> list[Piece]:
 
 
 def _towers(rng: np.random.Generator, rect: Rect, p: int) -> list[Piece]:
-    top, bottom, left, right = rect
-    pieces = []
-    for _ in range(_span(rng, 2, 4)):
-        th = _span(rng, p, min(p + 3, bottom - top))
-        tw = _span(rng, p, min(p + 3, right - left))
-        r0 = top + _span(rng, 0, bottom - top - th)
-        c0 = left + _span(rng, 0, right - left - tw)
-        pieces.append((r0, r0 + th, c0, c0 + tw, float(rng.uniform(0.5, 1.0))))
-    return pieces
+    return [_tower(rng, rect, p, 3, 0.5) for _ in range(_span(rng, 2, 4))]
 
 
 def _block(rng: np.random.Generator, rect: Rect, p: int) -> list[Piece]:
