@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from designgym.envs.registration import make_problem
 from designgym.generators.registry import WEIGHTS_DIR
-from designgym.generators.training import VAETrainingConfig, save_generator, train_vae
+from designgym.generators.training import VAETrainingConfig, json_default, save_generator, train_vae
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,8 @@ def designs_and_briefs(family: Family, n: int, seed: int, workers: int, path: Pa
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(
-            tmp, designs=designs, conditions=json.dumps(briefs, default=_plain),
-            settings=json.dumps({**settings, "stats": stats}, default=_plain),
+            tmp, designs=designs, conditions=json.dumps(briefs, default=json_default),
+            settings=json.dumps({**settings, "stats": stats}, default=json_default),
         )
         tmp.replace(path)
     return designs, briefs, stats
@@ -221,14 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in metrics.items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
     return 0
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 if __name__ == "__main__":

@@ -52,3 +52,26 @@ def test_mirroring_is_refused_where_it_is_not_exact(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPTS / "train_generator.py"), "--data", str(data), "--mirror",
                              "--out", str(tmp_path / "w")], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "--mirror is exact only for the cantilever" in result.stderr
+
+
+def test_architecture_generator_keeps_its_data_and_loads_as_a_conditional_generator(tmp_path):
+    data, weights = tmp_path / "plans.npz", tmp_path / "weights"
+    args = ("--problem", "floor_plan", "--n-designs", "60", "--epochs", "1", "--latent-dim", "4",
+            "--channels", "8", "--metric-briefs", "8", "--workers", "1", "--data", data, "--out", weights)
+    run("train_architecture_generator.py", *args)
+    kept = data.read_bytes()
+    run("train_architecture_generator.py", *args)  # reads the kept designs back instead of making them
+    assert data.read_bytes() == kept
+
+    card = generators.card("floorplan-cvae", weights)
+    assert card["data"]["n_designs"] == 60 and card["data"]["n_heldout"] == 3
+    assert card["config"]["classes"] == 6 and card["config"]["coord_head"] is True
+    generator = generators.load("floorplan-cvae", device="cpu", directory=weights)
+    assert generator.condition_keys == tuple(card["conditions"]["keys"])
+    plans = generator.decode_numpy(np.zeros((2, 4), np.float32), np.zeros((2, generator.conditions_dim), np.float32))
+    assert set(np.unique(plans)) <= set(range(6))
+
+    other = ("--problem", "floor_plan", "--n-designs", "61", "--epochs", "1", "--data", data, "--out", weights)
+    result = subprocess.run([sys.executable, str(SCRIPTS / "train_architecture_generator.py"), *map(str, other)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "pass another --data file or delete it" in result.stderr

@@ -198,7 +198,7 @@ def save_generator(
     }
     fd, tmp_card = tempfile.mkstemp(dir=directory, suffix=".json.tmp")
     with os.fdopen(fd, "w") as handle:
-        json.dump(full_card, handle, indent=2, default=_jsonable)
+        json.dump(full_card, handle, indent=2, default=json_default)
         handle.write("\n")
     for tmp in (tmp_weights, tmp_card):
         os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; shipped files must be readable by all
@@ -207,9 +207,10 @@ def save_generator(
     return weights
 
 
-def _jsonable(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dump``'s ``default``: numpy scalars and arrays as plain numbers and lists."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to a model card")
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
