@@ -243,7 +243,7 @@ def cmd_design(args: argparse.Namespace) -> int:
     conditions = _json_arg(args.conditions, "--conditions") if args.conditions else None
     if conditions is not None and not isinstance(conditions, dict):
         raise ValueError("--conditions must be one JSON object for `design`")
-    result = make_design(agent, env_id, conditions)
+    result = make_design(agent, env_id, conditions, polish=args.polish)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, open(tmp, "wb") as handle:
@@ -412,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", required=True, help="run folder, model .zip, or 'pretrained'")
     p.add_argument("--conditions", default=None, help="JSON object or file (keys left out: the centre of the space)")
     p.add_argument("--out", default="design.npy", help="where the design goes (default: %(default)s)")
+    p.add_argument("--polish", type=int, default=0, metavar="N",
+                   help="then N SIMP iterations started from the agent's design (structures; default: 0, none)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_design)
 

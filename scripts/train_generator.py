@@ -70,6 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="add each cantilever design flipped top to bottom: the optimum for the mirrored load "
         "(load_y -> 1 - load_y, load_angle -> -load_angle), exactly, as compliance is even in the force",
     )
+    p.add_argument(
+        "--conditional", action="store_true",
+        help="with --data: a conditional VAE that decodes each latent with the problem's conditions vector",
+    )
+    p.add_argument(
+        "--coord-head", action="store_true",
+        help="output layers that see each cell's coordinates and the conditions (places the load point)",
+    )
     p.add_argument("--tb", type=Path, help="TensorBoard folder for losses and sample grids")
     return p.parse_args(argv)
 
@@ -122,6 +130,15 @@ def mirrored_cantilevers(designs: np.ndarray) -> np.ndarray:
     return designs[:, ::-1, :].copy()
 
 
+def mirrored_conditions(conditions: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The load cases of :func:`mirrored_cantilevers`: the load point flipped, the angle negated.
+
+    Flipping the rows turns the force ``(sin a, -cos a)`` into ``(sin a, cos a)``, which is
+    ``-(sin(-a), -cos(-a))``; compliance is even in the force, so ``-a`` has the same optimum.
+    """
+    return [{**c, "load_y": 1.0 - c["load_y"], "load_angle": -c["load_angle"]} for c in conditions]
+
+
 def structure_metrics(
     model: torch.nn.Module, problem, held_designs: np.ndarray, held_conditions: list[dict], held_compliance: np.ndarray,
     n_prior: int, seed: int,
@@ -129,9 +146,12 @@ def structure_metrics(
     """What the card states: round-trip fidelity on held-out SIMP designs, and the raw prior's samples."""
     from designgym.envs.manufacturing import floating_fraction, load_path_broken
 
+    conditional = getattr(model, "conditions_dim", 0) > 0
+    held_vectors = np.stack([problem.conditions_vector(c) for c in held_conditions]) if conditional else None
     with torch.no_grad():
-        mu, _ = model.encode(torch.as_tensor(held_designs))
-        recon = model.decode_numpy(mu.numpy())
+        mu, _ = model.encode(torch.as_tensor(held_designs),
+                             None if held_vectors is None else torch.as_tensor(held_vectors))
+        recon = model.decode_numpy(mu.numpy(), held_vectors)
     truth, made = held_designs >= 0.5, recon >= 0.5
     inter = (truth & made).sum((1, 2))
     union = (truth | made).sum((1, 2))
@@ -147,14 +167,16 @@ def structure_metrics(
 
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n_prior, model.latent_dim)).astype(np.float32)
-    prior = solid_mask(model.decode_numpy(z))
+    prior_conditions = [problem.sample_conditions(rng) for _ in range(n_prior)]
+    vectors = np.stack([problem.conditions_vector(c) for c in prior_conditions]) if conditional else None
+    prior = solid_mask(model.decode_numpy(z, vectors))
     anchored = problem._anchored_cells()
     prior_floating = np.array([floating_fraction(m, anchored) for m in prior])
     prior_volume = prior.reshape(n_prior, -1).mean(1)
-    # A prior sample judged under random conditions: is the load joined to the supports?
+    # A prior sample judged under random conditions (its own, for a conditional generator): is the
+    # load joined to the supports?
     prior_load_path = []
-    for m in prior:
-        cond = problem.sample_conditions(rng)
+    for m, cond in zip(prior, prior_conditions, strict=True):
         node, _ = problem._load(cond)
         prior_load_path.append(load_path_broken(m, anchored, problem.loaded_cells(node)) == 0.0)
     flat = prior.reshape(n_prior, -1).astype(np.float64)
@@ -186,12 +208,16 @@ def train_on_structures(args: argparse.Namespace, config: VAETrainingConfig, arg
     settings, designs, conditions, compliance = load_structures(args.data)
     problem = make_problem(settings["problem"], nelx=settings["nelx"], nely=settings["nely"])
     n_held = max(1, len(designs) // 10)
-    train = designs[:-n_held]
+    train, train_conditions = designs[:-n_held], conditions[:-n_held]
     if args.mirror:
         if settings["problem"] != "cantilever":
             raise SystemExit(f"--mirror is exact only for the cantilever, not {settings['problem']!r}")
         train = np.concatenate([train, mirrored_cantilevers(train)])
-    model, history = train_vae(train, config, log_dir=args.tb)
+        train_conditions = train_conditions + mirrored_conditions(train_conditions)
+    vectors = None
+    if args.conditional:
+        vectors = np.stack([problem.conditions_vector(problem.check_conditions(c)) for c in train_conditions])
+    model, history = train_vae(train, config, log_dir=args.tb, conditions=vectors)
     metrics = structure_metrics(
         model, problem, designs[-n_held:], conditions[-n_held:], compliance[-n_held:], 512, seed=args.seed + 1
     )
@@ -215,7 +241,13 @@ def train_on_structures(args: argparse.Namespace, config: VAETrainingConfig, arg
         "torch_version": torch.__version__,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
-    return save_and_report(model, args.name or f"{settings['problem']}-vae", card, args.out)
+    if args.conditional:
+        card["conditions"] = {
+            "problem": settings["problem"], "keys": list(problem.conditions_space.spaces),
+            "vector": "Problem.conditions_vector (each condition scaled to [-1, 1], in this order)",
+        }
+    default_name = f"{settings['problem']}-{'cvae' if args.conditional else 'vae'}"
+    return save_and_report(model, args.name or default_name, card, args.out)
 
 
 def save_and_report(model: torch.nn.Module, name: str, card: dict, out: Path) -> int:
@@ -230,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = VAETrainingConfig(
         latent_dim=args.latent_dim, channels=args.channels, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, beta=args.beta, seed=args.seed, device=args.device,
+        lr=args.lr, beta=args.beta, seed=args.seed, device=args.device, coord_head=args.coord_head,
     )
+    if args.conditional and args.data is None:
+        raise SystemExit("--conditional needs --data: the extrusion sections have no conditions")
     if args.data is not None:
         return train_on_structures(args, config, argv)
     return train_on_sections(args, config, argv)

@@ -146,8 +146,9 @@ def test_design_writes_one_design_and_prints_its_metrics(tiny_run, tmp_path):
     check = designgym("evaluate", "--env", "Cantilever-v0", "--design", str(out), "--conditions",
                       json.dumps(data["conditions"]), "--json")
     assert json.loads(check.stdout)["objectives"] == data["objectives"]  # the printed metrics are the file's
-    missing = designgym("design", "--env", "Cantilever-v0", "--agent", "pretrained", "--out", str(out))
-    assert missing.returncode == 2 and "no pretrained agent ships for designgym/Cantilever-v0" in missing.stderr
+    missing = designgym("design", "--env", "MBB-v0", "--agent", "pretrained", "--out", str(out))
+    assert missing.returncode == 2 and "no pretrained agent ships for designgym/MBB-v0" in missing.stderr
+    assert "shipped: AMBracket-v0, Cantilever-v0" in missing.stderr
     (tmp_path / "junk.zip").write_bytes(b"not a model")
     junk = designgym("design", "--env", "Cantilever-v0", "--agent", str(tmp_path / "junk.zip"), "--out", str(out))
     assert junk.returncode == 2 and "is not a loadable Stable-Baselines3 model" in junk.stderr
@@ -179,6 +180,89 @@ def test_baseline_without_a_reference_optimizer_says_so(tmp_path):
     result = designgym("baseline", "--env", "Extrusion-v0", "--method", "reference", "--episodes", "1",
                        "--out", str(tmp_path))
     assert result.returncode == 2 and "has no reference optimizer" in result.stderr
+
+
+# -- the baselines' search, in process: anytime snapshots and repaired designs ------------------------
+
+SMALL_CANTILEVER = {"volfrac": 0.4, "load_y": 0.3, "load_angle": 20.0}
+
+
+def small_env(problem=None, conditions_dim=0, repair=False):
+    """A 16 x 8 cantilever with an untrained two-dimensional VAE: quick to judge, varied designs."""
+    import torch
+
+    from designgym.envs.latent_env import LatentDesignEnv
+    from designgym.envs.structures.problems import Cantilever
+    from designgym.generators.models import ConvVAE
+
+    torch.manual_seed(0)
+    generator = ConvVAE(latent_dim=2, channels=8, shape=(8, 16), conditions_dim=conditions_dim).eval()
+    if conditions_dim:
+        generator.condition_keys = ("load_angle", "load_y", "volfrac")
+    return LatentDesignEnv(problem or Cantilever(16, 8), generator, repair=repair)
+
+
+@pytest.mark.parametrize("method", ["random", "cmaes", "tpe"])
+def test_anytime_snapshots_equal_searches_with_each_budget(method):
+    import gymnasium as gym
+
+    from designgym.agents.baselines import _search, search_anytime
+
+    env = gym.make("designgym/Cantilever-v0").unwrapped  # a trained generator: scores that vary
+    snapshots = search_anytime(env, SMALL_CANTILEVER, method, [11, 3, 11], seed=2)  # past TPE's 10 random starts
+    assert [s["budget"] for s in snapshots] == [3, 11]
+    for snap in snapshots:
+        design, evaluation, score, used, best_at = _search(env, SMALL_CANTILEVER, method, snap["budget"], 2)
+        assert used == snap["budget"] and 1 <= best_at == snap["evaluations_to_best"] <= snap["budget"]
+        assert score == snap["score"] and evaluation == snap["evaluation"]
+        np.testing.assert_array_equal(design, snap["design"])
+        assert snap["seconds"] > 0
+    # With these seeds every method finds a better design after the third: the snapshots differ.
+    assert snapshots[1]["score"] > snapshots[0]["score"] and snapshots[1]["evaluations_to_best"] > 3
+
+
+def test_anytime_snapshot_equals_run_baseline_on_a_registered_env():
+    import gymnasium as gym
+
+    from designgym.agents.baselines import run_baseline, search_anytime
+
+    conditions = {"volfrac": 0.35, "load_y": 0.6, "load_angle": -10.0}
+    env = gym.make("designgym/Cantilever-v0").unwrapped
+    snapshots = search_anytime(env, conditions, "random", [3, 6], seed=5)
+    for snap in snapshots:
+        case = run_baseline("designgym/Cantilever-v0", "random", snap["budget"], [conditions], seed=5)["cases"][0]
+        assert case["score"] == snap["score"] and case["evaluations_to_best"] == snap["evaluations_to_best"]
+        assert case["objective/compliance"] == snap["evaluation"].objectives["compliance"]
+
+
+@pytest.mark.parametrize(
+    "method, budgets, message",
+    [("random", [0, 5], "budgets must be >= 1"), ("random", [], "budgets must be >= 1"),
+     ("reference", [5], "unknown search method 'reference'"), ("grid", [5], "unknown search method 'grid'")],
+)
+def test_anytime_search_refuses_bad_budgets_and_methods(method, budgets, message):
+    from designgym.agents.baselines import search_anytime
+
+    with pytest.raises(ValueError, match=message):
+        search_anytime(small_env(), SMALL_CANTILEVER, method, budgets, seed=0)
+
+
+def test_baseline_judges_the_design_the_env_would_show():
+    from designgym.agents.baselines import _judge, search_anytime
+    from designgym.envs.structures.problems import AMBracket
+
+    # A repairing env, its generator conditioned on three of the bracket's four conditions.
+    env = small_env(AMBracket(16, 8), conditions_dim=3, repair=True)
+    conditions = {**SMALL_CANTILEVER, "build_direction": 1}
+    action = np.array([0.4, -0.7], np.float32)
+    design, evaluation, score = _judge(env, action, conditions)
+    env.reset(seed=0, options={"conditions": conditions})
+    env.step(action)
+    np.testing.assert_array_equal(design, env.design)
+    assert set(np.unique(design)) == {0.0, 1.0} and int(design.sum()) == round(0.4 * 128)
+    assert evaluation == env.evaluation and evaluation.violations["floating_material"] == 0.0
+    best = search_anytime(env, conditions, "random", [5], seed=0)[0]
+    assert int(best["design"].sum()) == round(0.4 * 128)
 
 
 def test_scripts_train_takes_the_same_options():

@@ -226,3 +226,106 @@ def test_asymmetric_material_is_counted_across_the_chosen_line():
     assert asymmetry(m, "horizontal") == pytest.approx(1 / 13)
     with pytest.raises(ValueError, match="axis must be"):
         asymmetry(m, "diagonal")
+
+
+# -- keep_budget_joined: a density field to a solid at the volume budget, joined to the supports ---
+
+from designgym.envs.manufacturing import keep_budget_joined  # noqa: E402
+
+
+def test_budget_keeps_the_densest_joined_cells_and_drops_the_island():
+    density = np.array([
+        [0.9, 0.8, 0.1, 0.0, 0.95],
+        [0.2, 0.7, 0.6, 0.1, 0.9],
+        [0.3, 0.1, 0.2, 0.1, 0.0],
+        [0.4, 0.0, 0.5, 0.0, 0.0],
+    ])
+    anchored = left_edge(density.shape)
+    # The six densest hold a two-cell island on the right; the four joined ones stay, and the two
+    # missing come from the boundary of what is kept, densest first, ties to the lower flat index:
+    # 0.2 at (1, 0) and 0.2 at (2, 2), not 0.5 at (3, 2), which is not on that boundary yet.
+    kept = keep_budget_joined(density, anchored, 6)
+    assert kept.dtype == bool
+    assert kept.astype(int).tolist() == [
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0],
+    ]
+    # One more: the first layer's boundary still has cells, the densest of them (0.1s) at flat index 2.
+    assert np.argwhere(keep_budget_joined(density, anchored, 7) & ~kept).tolist() == [[0, 2]]
+
+
+def test_budget_grows_a_layer_at_a_time_when_one_boundary_is_not_enough():
+    density = np.array([
+        [0.0, 0.0, 0.0, 0.9],
+        [0.0, 0.0, 0.0, 0.8],
+        [0.1, 0.0, 0.0, 0.7],
+    ])
+    # Only (2, 0) of the four densest is joined; its boundary has two cells, the next layer gives the
+    # fourth, the lowest flat index among equal densities.
+    assert keep_budget_joined(density, left_edge(density.shape), 4).astype(int).tolist() == [
+        [1, 0, 0, 0],
+        [1, 0, 0, 0],
+        [1, 1, 0, 0],
+    ]
+
+
+def test_budget_starts_from_the_anchored_cells_when_nothing_dense_is_joined():
+    density = np.array([
+        [0.0, 0.0, 0.9, 0.9],
+        [0.2, 0.0, 0.0, 0.8],
+        [0.1, 0.0, 0.0, 0.7],
+    ])
+    anchored = left_edge(density.shape)
+    # The four densest cells are one piece off the support: all dropped, and the budget is grown
+    # from the anchored cells, densest first, then from the boundary of those.
+    assert keep_budget_joined(density, anchored, 2).astype(int).tolist() == [
+        [0, 0, 0, 0],
+        [1, 0, 0, 0],
+        [1, 0, 0, 0],
+    ]
+    assert keep_budget_joined(density, anchored, 4).astype(int).tolist() == [
+        [1, 1, 0, 0],
+        [1, 0, 0, 0],
+        [1, 0, 0, 0],
+    ]
+
+
+def test_budget_joins_through_edges_only():
+    density = np.array([[0.9, 0.0, 0.0], [0.0, 0.8, 0.0]])
+    # (1, 1) touches the anchored (0, 0) at a corner only: not joined, so it makes way for a cell
+    # on the boundary of the kept piece.
+    assert keep_budget_joined(density, left_edge(density.shape), 2).astype(int).tolist() == [[1, 1, 0], [0, 0, 0]]
+
+
+def test_budget_counts_are_clamped_and_unreachable_cells_are_left_out():
+    density = np.random.default_rng(0).random((4, 6))
+    anchored = left_edge(density.shape)
+    assert not keep_budget_joined(density, anchored, 0).any()
+    assert not keep_budget_joined(density, anchored, -3).any()
+    assert keep_budget_joined(density, anchored, 100).all()
+    # Without an anchored cell nothing can be joined: the mask is empty, not an error.
+    assert not keep_budget_joined(density, np.zeros_like(anchored), 10).any()
+    with pytest.raises(ValueError, match=r"density has shape \(4, 6\) but anchored has \(6, 4\)"):
+        keep_budget_joined(density, anchored.T, 5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_budget_is_met_exactly_with_nothing_floating(seed):
+    rng = np.random.default_rng(seed)
+    density = rng.random((8, 16))
+    anchored = left_edge(density.shape)
+    cells = int(rng.integers(1, 128))
+    kept = keep_budget_joined(density, anchored, cells)
+    assert int(kept.sum()) == cells
+    assert floating_fraction(kept, anchored) == 0.0
+    # Every cell of the plain top-``cells`` set that is joined within that set is kept.
+    top = np.zeros(density.size, dtype=bool)
+    top[np.argsort(-density.ravel(), kind="stable")[:cells]] = True
+    top = top.reshape(density.shape)
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(top, structure=ndimage.generate_binary_structure(2, 1))
+    held = np.isin(labels, np.unique(labels[anchored & top])) & top
+    assert not (held & ~kept).any()

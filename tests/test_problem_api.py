@@ -100,3 +100,33 @@ def test_evaluate_batch_checks_its_inputs(extrusion):
         extrusion.evaluate_batch([np.zeros((32, 32))] * 2, [conditions])
     with pytest.raises(ValueError, match="NaN"):
         extrusion.evaluate_batch([np.full((32, 32), np.nan)], [conditions])
+
+
+def test_conditions_vector_of_some_keys_keeps_the_space_order(extrusion):
+    brief = {"area_fraction": 0.45, "axis_angle": 0.0, "max_hollows": 0}
+    assert list(extrusion.conditions_space.spaces) == ["area_fraction", "axis_angle", "max_hollows"]
+    assert extrusion.conditions_vector(brief).tolist() == [1, -1, -1]
+    # The keys pick the entries; their order is the space's, not the order they are given in.
+    picked = extrusion.conditions_vector(brief, keys=("max_hollows", "area_fraction"))
+    assert picked.dtype == np.float32 and picked.tolist() == [1, -1]
+    # Only the given keys are read: the others may be missing.
+    assert extrusion.conditions_vector({"axis_angle": 45.0}, keys=["axis_angle"]).tolist() == [0.0]
+    empty = extrusion.conditions_vector(brief, keys=())
+    assert empty.shape == (0,) and empty.dtype == np.float32
+
+
+def test_repair_is_optional_and_says_when_a_problem_has_none(extrusion):
+    from designgym import make_problem
+
+    assert not extrusion.has_repair
+    with pytest.raises(NotImplementedError, match="Extrusion has no repair step"):
+        extrusion.repair(np.zeros((32, 32)), extrusion.default_conditions())
+    assert [make_problem(n).has_repair for n in ("cantilever", "am_bracket", "mbb", "floor_plan", "massing")] == [
+        True, True, True, False, False,
+    ]
+
+    class Repaired(type(extrusion)):
+        def repair(self, design, conditions):
+            return np.ones_like(design)
+
+    assert Repaired().has_repair and Repaired().repair(np.zeros((32, 32)), {}).sum() == 32 * 32

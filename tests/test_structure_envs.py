@@ -9,8 +9,8 @@ from designgym import generators
 from designgym.envs.manufacturing import floating_fraction, solid_mask
 
 ENVS = {
-    "designgym/Cantilever-v0": ("cantilever", "cantilever-vae"),
-    "designgym/AMBracket-v0": ("am_bracket", "cantilever-vae"),
+    "designgym/Cantilever-v0": ("cantilever", "cantilever-cvae"),
+    "designgym/AMBracket-v0": ("am_bracket", "cantilever-cvae"),
     "designgym/MBB-v0": ("mbb", "mbb-vae"),
 }
 
@@ -24,16 +24,24 @@ def test_env_joins_its_problem_and_generator(env_id):
     trained_for = "cantilever" if problem_name == "am_bracket" else problem_name
     assert generators.card(generator_name)["problem"] == trained_for
     assert tuple(env.generator.design_shape) == env.problem.design_space.shape
+    assert env.repair == (problem_name != "mbb")  # the cantilevers meet volume and floating by construction
 
 
 def test_cantilever_reward_is_the_documented_sum():
     env = gym.make("designgym/Cantilever-v0").unwrapped
     conditions = {"volfrac": 0.4, "load_y": 0.5, "load_angle": 20.0}
     env.reset(seed=0, options={"conditions": conditions})
-    start = env.problem.evaluate(env.generator.decode_numpy(np.zeros((1, 8), np.float32))[0], conditions)
+    vector = env.problem.conditions_vector(conditions)[None]  # the generator's keys are all of them
+
+    def judged(z):
+        design = env.problem.repair(env.generator.decode_numpy(z, vector)[0], conditions)
+        assert design.sum() == round(0.4 * design.size)
+        return env.problem.evaluate(design, conditions)
+
+    start = judged(np.zeros((1, 8), np.float32))
     action = np.full(8, 0.1, np.float32)
     _, reward, terminated, _, info = env.step(action)
-    ev = env.problem.evaluate(env.generator.decode_numpy(3.0 * action[None])[0], conditions)
+    ev = judged(3.0 * action[None])
     weights = {"volume_excess": 10.0, "floating_material": 10.0, "load_path": 2.0}
     expected = ev.objectives["log_stiffness_gain"] - start.objectives["log_stiffness_gain"]
     expected -= sum(w * ev.violations[k] for k, w in weights.items())
@@ -53,23 +61,146 @@ def test_am_bracket_observes_the_build_direction():
     assert len(seen) == 4
 
 
-@pytest.mark.parametrize("name", ["cantilever-vae", "mbb-vae"])
+@pytest.mark.parametrize("name", ["cantilever-vae", "cantilever-cvae", "mbb-vae"])
 def test_structure_generator_samples_float_as_often_as_the_card_says(name):
     card = generators.card(name)
     model = generators.load(name, device="cpu")
     problem = designgym.make_problem(card["problem"])
-    z = np.random.default_rng(123).standard_normal((256, model.latent_dim)).astype(np.float32)
-    masks = solid_mask(model.decode_numpy(z))
+    rng = np.random.default_rng(123)
+    z = rng.standard_normal((256, model.latent_dim)).astype(np.float32)
+    vectors = None
+    if model.conditions_dim:  # each sample under conditions of its own, as the card's
+        vectors = np.stack([problem.conditions_vector(problem.sample_conditions(rng)) for _ in range(256)])
+    masks = solid_mask(model.decode_numpy(z, vectors))
     floating = np.array([floating_fraction(m, problem._anchored_cells()) > 0 for m in masks])
     # Other draws than the card's 512: within about three standard errors at n = 256.
     assert abs(floating.mean() - card["metrics"]["prior_floating_rate"]) < 0.1
     assert abs(masks.mean() - card["metrics"]["prior_volume_fraction_mean"]) < 0.03
-    assert (model.decode_numpy(z[:4]) >= 0).all()
+    assert (model.decode_numpy(z[:4], None if vectors is None else vectors[:4]) >= 0).all()
 
 
-@pytest.mark.parametrize("name", ["cantilever-vae", "mbb-vae"])
+@pytest.mark.parametrize("name", ["cantilever-vae", "cantilever-cvae", "mbb-vae"])
 def test_structure_generator_card_states_the_gap_to_simp(name):
     metrics = generators.card(name)["metrics"]
     assert metrics["heldout_designs"] >= 100
     assert metrics["heldout_compliance_ratio_median"] >= 0.9  # a round trip is rarely stiffer than SIMP
     assert 0 <= metrics["prior_floating_rate"] <= 1 and 0 <= metrics["heldout_floating_rate"] <= 1
+
+
+# -- repair=True, and conditional generators conditioned on some of the problem's conditions ----------
+
+from designgym.envs.latent_env import LatentDesignEnv  # noqa: E402
+from designgym.envs.structures.problems import AMBracket, Cantilever  # noqa: E402
+from designgym.generators.models import ConvVAE  # noqa: E402
+
+CANTILEVER_KEYS = ("load_angle", "load_y", "volfrac")  # the cantilever's conditions, in its space's order
+
+
+def tiny_cvae(keys=CANTILEVER_KEYS, conditions_dim=3):
+    import torch
+
+    torch.manual_seed(0)
+    model = ConvVAE(latent_dim=2, channels=8, shape=(8, 16), conditions_dim=conditions_dim).eval()
+    model.condition_keys, model.name = tuple(keys), "tiny-cvae"
+    return model
+
+
+def counted_decodes(generator, monkeypatch):
+    calls = []
+    decode = generator.decode_numpy
+    monkeypatch.setattr(generator, "decode_numpy", lambda *args: calls.append(1) or decode(*args))
+    return calls
+
+
+@pytest.mark.parametrize(
+    "env_id, name", [("designgym/Extrusion-v0", "extrusion"), ("designgym/FloorPlan-v0", "floor_plan")]
+)
+def test_repair_on_a_problem_without_one_is_refused_by_name(env_id, name):
+    with pytest.raises(ValueError, match=f"repair=True, but problem {name} has no repair step"):
+        gym.make(env_id, repair=True)
+
+
+def test_repaired_env_judges_the_repaired_design():
+    env = gym.make("designgym/Cantilever-v0").unwrapped  # registered with repair=True
+    plain = gym.make("designgym/Cantilever-v0", repair=False).unwrapped
+    assert env.repair and not plain.repair
+    conditions = {"volfrac": 0.4, "load_y": 0.5, "load_angle": 20.0}
+    action = np.full(8, 0.1, np.float32)
+    for e in (env, plain):
+        e.reset(seed=0, options={"conditions": conditions})
+    _, reward, _, _, info = env.step(action)
+    plain.step(action)
+    decoded = env.generator.decode_numpy(3.0 * action[None], env.problem.conditions_vector(conditions)[None])[0]
+    np.testing.assert_array_equal(plain.design, decoded)
+    np.testing.assert_array_equal(env.design, env.problem.repair(decoded, conditions))
+    assert int(env.design.sum()) == round(0.4 * 64 * 32) and set(np.unique(env.design)) == {0.0, 1.0}
+    assert info["violations"]["floating_material"] == 0.0 and info["violations"]["volume_excess"] == 0.0
+    # The reward compares two repaired designs: the start's and this step's.
+    zero = env.generator.decode_numpy(np.zeros((1, 8)), env.problem.conditions_vector(conditions)[None])[0]
+    start = env.problem.evaluate(env.problem.repair(zero, conditions), conditions)
+    now = env.problem.evaluate(env.design, conditions)
+    expected = now.objectives["log_stiffness_gain"] - start.objectives["log_stiffness_gain"]
+    expected -= sum(env.violation_weights[k] * v for k, v in now.violations.items())
+    assert reward == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_repaired_designs_are_cached_per_conditions(monkeypatch):
+    env = gym.make("designgym/Cantilever-v0", repair=True).unwrapped
+    calls = counted_decodes(env.generator, monkeypatch)
+    sums = []
+    for volfrac in (0.3, 0.6, 0.6):  # the zero latent each time, an unconditional generator
+        env.reset(seed=0, options={"conditions": {"volfrac": volfrac}})
+        sums.append(int(env.design.sum()))
+    # The same latent under another volume budget is another repaired design, not the cached one;
+    # under the same conditions again it is served from the cache.
+    assert sums == [round(0.3 * 2048), round(0.6 * 2048), round(0.6 * 2048)]
+    assert len(calls) == 2
+
+
+def test_generator_conditioned_on_some_of_the_conditions_decodes_with_those(monkeypatch):
+    generator = tiny_cvae()
+    env = LatentDesignEnv(AMBracket(16, 8), generator)
+    assert env.observation_space.shape == (2 + 4 + 1 + 5 + 1,)  # the agent still sees all four conditions
+    latent = np.array([1.5, -0.75], np.float32)
+    expected = generator.decode_numpy(latent[None], np.array([[-0.5, -0.5, 0.0]], np.float32))[0]
+    calls = counted_decodes(generator, monkeypatch)
+    conditions = {"volfrac": 0.45, "load_y": 0.25, "load_angle": -30.0, "build_direction": 2}
+    obs, _ = env.reset(seed=0, options={"conditions": conditions})
+    np.testing.assert_allclose(env.generator_conditions(), [-0.5, -0.5, 0.0], atol=1e-7)
+    np.testing.assert_allclose(obs[2:6], [1 / 3, -0.5, -0.5, 0.0], atol=1e-6)  # build_direction first (sorted)
+    env.step(latent / env.latent_bound)
+    np.testing.assert_array_equal(env.design, expected)
+    # Another build direction alone: the generator's conditions are unchanged, so is the design,
+    # served from the cache.
+    env.reset(seed=0, options={"conditions": {**conditions, "build_direction": 0}, "latent": latent})
+    np.testing.assert_array_equal(env.design, expected)
+    assert len(calls) == 2
+
+
+def test_repair_with_a_partly_conditioned_generator_keys_on_all_conditions(monkeypatch):
+    generator = tiny_cvae()
+    problem = AMBracket(16, 8)
+    env = LatentDesignEnv(problem, generator, repair=True)
+    decoded = generator.decode_numpy(np.zeros((1, 2), np.float32), np.array([[-0.5, -0.5, 0.0]], np.float32))[0]
+    calls = counted_decodes(generator, monkeypatch)
+    conditions = {"volfrac": 0.45, "load_y": 0.25, "load_angle": -30.0, "build_direction": 2}
+    env.reset(seed=0, options={"conditions": conditions})
+    np.testing.assert_array_equal(env.design, problem.repair(decoded, conditions))
+    assert int(env.design.sum()) == round(0.45 * 128)
+    env.reset(seed=0, options={"conditions": {**conditions, "build_direction": 1}})
+    np.testing.assert_array_equal(env.design, problem.repair(decoded, conditions))
+    assert len(calls) == 2  # the conditions changed, so the repaired design was made anew
+
+
+@pytest.mark.parametrize(
+    "keys, dim, message",
+    [
+        (("load_angle", "load_x", "volfrac"), 3, r"conditioned on 3 condition values \(load_angle, load_x, volfrac\)"),
+        (("load_y", "volfrac"), 3, r"on 3 condition values \(load_y, volfrac\), but problem cantilever has 3"),
+        ((), 2, "conditioned on 2 condition values, but problem cantilever has 3"),
+    ],
+    ids=["unknown-key", "too-few-keys-for-its-size", "no-keys-wrong-size"],
+)
+def test_generator_with_conditions_the_problem_lacks_is_refused(keys, dim, message):
+    with pytest.raises(ValueError, match=message):
+        LatentDesignEnv(Cantilever(16, 8), tiny_cvae(keys, conditions_dim=dim))

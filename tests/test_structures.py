@@ -176,3 +176,97 @@ def test_uniform_reference_table_covers_every_load_node_at_once(name):
         assert problem.uniform_compliance(c) == pytest.approx(direct, rel=1e-9)
     assert set(problem._flexibility) == filled
     assert len(filled) == (9 if name == "cantilever" else 13)
+
+
+# -- repair, polish, and SIMP from a given start ----------------------------------------------------
+
+from designgym.envs.manufacturing import floating_fraction  # noqa: E402
+from designgym.envs.structures.simp import simp  # noqa: E402
+
+SMALL = {"volfrac": 0.4, "load_y": 0.3, "load_angle": 20.0}  # no mirror symmetry: no tied densities
+
+
+@pytest.fixture(scope="module")
+def small():
+    return Cantilever(nelx=16, nely=8)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_repair_meets_the_budget_exactly_with_nothing_floating(small, seed):
+    rng = np.random.default_rng(seed)
+    conditions = {**SMALL, "volfrac": float(rng.uniform(0.3, 0.6))}
+    repaired = small.repair(rng.random((8, 16)).astype(np.float32), conditions)
+    assert repaired.dtype == np.float32 and repaired.shape == (8, 16)
+    assert set(np.unique(repaired)) == {0.0, 1.0}
+    assert int(repaired.sum()) == round(conditions["volfrac"] * 128)
+    assert floating_fraction(repaired >= 0.5, small._anchored_cells()) == 0.0
+    ev = small.evaluate(repaired, conditions)
+    assert ev.violations["floating_material"] == 0.0 and ev.violations["volume_excess"] == 0.0
+
+
+def test_repair_grows_from_the_problems_own_supports():
+    mbb = MBB(16, 8)
+    design = np.zeros((8, 16), dtype=np.float32)
+    design[:, 0] = 1.0  # dense along the symmetry line, which holds nothing: MBB's anchor is the roller
+    repaired = mbb.repair(design, {"volfrac": 0.3, "load_x": 0.0})
+    # round(0.3 * 128) = 38 cells, none joined to the bottom-right cell: grown from it a layer at a
+    # time over equal densities, 36 cells within 7 steps, and 2 of the 8th layer (lowest flat index).
+    rows, cols = np.indices((8, 16))
+    expected = (7 - rows) + (15 - cols) <= 7
+    expected[0, 14] = expected[1, 13] = True
+    np.testing.assert_array_equal(repaired, expected.astype(np.float32))
+
+
+def test_repair_checks_its_inputs(small):
+    with pytest.raises(ValueError, match=r"shape \(8, 16\)"):
+        small.repair(np.zeros((16, 8)), SMALL)
+    with pytest.raises(ValueError, match="outside its range"):
+        small.repair(np.zeros((8, 16)), {**SMALL, "volfrac": 0.9})
+
+
+def test_polish_with_no_iterations_is_repair_and_negative_is_refused(small):
+    design = np.random.default_rng(4).random((8, 16)).astype(np.float32)
+    np.testing.assert_array_equal(small.polish(design, SMALL, iterations=0), small.repair(design, SMALL))
+    with pytest.raises(ValueError, match="iterations must be >= 0, got -1"):
+        small.polish(design, SMALL, iterations=-1)
+
+
+def test_polish_runs_exactly_its_iterations_from_the_design(small, monkeypatch):
+    solves = []
+    original = small.model.compliance_and_sensitivity
+    monkeypatch.setattr(small.model, "compliance_and_sensitivity", lambda *a: solves.append(1) or original(*a))
+    design = np.random.default_rng(5).random((8, 16)).astype(np.float32)
+    polished = small.polish(design, SMALL, iterations=3)
+    assert len(solves) == 3  # tol=0: no early stop
+    assert set(np.unique(polished)) == {0.0, 1.0} and int(polished.sum()) == round(0.4 * 128)
+    assert floating_fraction(polished >= 0.5, small._anchored_cells()) == 0.0
+    monkeypatch.undo()
+    # From the uniform field at the budget (SIMP's own start) it is repaired plain SIMP of as many
+    # iterations; from another design it is not.
+    grey = simp(small.model, small.force_vector(SMALL), 0.4, rmin=small.rmin, max_iter=3, tol=0.0).density
+    uniform = np.full((8, 16), 0.4, dtype=np.float32)
+    np.testing.assert_array_equal(small.polish(uniform, SMALL, iterations=3), small.repair(grey, SMALL))
+    assert not np.array_equal(polished, small.repair(grey, SMALL))
+
+
+def test_simp_starts_from_a_given_field(small):
+    model, force = small.model, small.force_vector(SMALL)
+    plain = simp(model, force, 0.4, max_iter=4, tol=0.0)
+    same = simp(model, force, 0.4, max_iter=4, tol=0.0, start=np.full((8, 16), 0.4))
+    np.testing.assert_allclose(same.density, plain.density, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(same.history, plain.history, rtol=1e-12)
+    # The first compliance is that of the (filtered) start: a uniform 0.6 filters to itself.
+    other = simp(model, force, 0.4, max_iter=2, tol=0.0, start=np.full((8, 16), 0.6))
+    assert other.history[0] == pytest.approx(model.compliance(np.full((8, 16), 0.6), force), rel=1e-12)
+    assert other.history[0] < 0.5 * plain.history[0]
+
+
+@pytest.mark.parametrize(
+    "start",
+    [np.zeros((16, 8)), np.zeros((8, 16, 1)), np.full((8, 16), 1.5), np.full((8, 16), -0.1),
+     np.full((8, 16), np.nan)],
+    ids=["transposed", "3d", "above-one", "negative", "nan"],
+)
+def test_simp_refuses_a_bad_start(small, start):
+    with pytest.raises(ValueError, match=r"start must be a \(8, 16\) field of values in \[0, 1\]"):
+        simp(small.model, small.force_vector(SMALL), 0.4, max_iter=1, start=start)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from designgym import generators
@@ -75,3 +76,86 @@ def test_architecture_generator_keeps_its_data_and_loads_as_a_conditional_genera
     result = subprocess.run([sys.executable, str(SCRIPTS / "train_architecture_generator.py"), *map(str, other)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode != 0 and "pass another --data file or delete it" in result.stderr
+
+
+# -- conditional structure generators and mirrored load cases, in process at a tiny size ---------------
+
+
+def train_generator_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_generator", SCRIPTS / "train_generator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_cantilever_data(path, n=10):
+    """A data set in make_structures_dataset.py's format, without SIMP: repaired random fields."""
+    from designgym.envs.structures.problems import Cantilever
+
+    problem = Cantilever(16, 8)
+    rng = np.random.default_rng(0)
+    conditions = [problem.sample_conditions(rng) for _ in range(n)]
+    designs = np.stack([problem.repair(rng.random((8, 16)), c) for c in conditions])
+    compliance = [problem.evaluate(d, c).objectives["compliance"] for d, c in zip(designs, conditions, strict=True)]
+    settings = {"problem": "cantilever", "n": n, "nelx": 16, "nely": 8, "max_iter": 0, "seed": 0, "shard_size": n}
+    np.savez_compressed(path, designs=designs.astype(np.float16), compliance=np.array(compliance),
+                        settings=json.dumps(settings),
+                        **{f"conditions/{k}": np.array([c[k] for c in conditions]) for k in conditions[0]})
+
+
+def test_conditional_structures_generator_is_trained_with_mirrored_conditions(tmp_path):
+    from designgym.envs.latent_env import LatentDesignEnv
+    from designgym.envs.structures.problems import AMBracket, Cantilever
+
+    script = train_generator_module()
+    data, weights = tmp_path / "cantilever.npz", tmp_path / "weights"
+    tiny_cantilever_data(data)
+    code = script.main(["--data", str(data), "--conditional", "--coord-head", "--mirror", "--epochs", "1",
+                        "--batch-size", "8", "--latent-dim", "2", "--channels", "8", "--device", "cpu",
+                        "--out", str(weights)])
+    assert code == 0
+    card = generators.card("cantilever-cvae", weights)  # the default name of a conditional one
+    # The keys of the conditions vector, in the order of the problem's conditions space (sorted).
+    assert card["conditions"]["keys"] == ["load_angle", "load_y", "volfrac"]
+    assert card["conditions"]["keys"] == list(Cantilever(16, 8).conditions_space.spaces)
+    assert card["conditions"]["problem"] == "cantilever"
+    assert card["data"]["n_train"] == 2 * 9 and card["data"]["mirrored"] is True  # designs and conditions
+    assert card["training"]["coord_head"] is True
+    generator = generators.load("cantilever-cvae", device="cpu", directory=weights)
+    assert generator.conditions_dim == 3 and generator.coord_head
+    assert generator.condition_keys == ("load_angle", "load_y", "volfrac")
+    designs = generator.decode_numpy(np.zeros((2, 2), np.float32), np.array([[-1, -1, -1], [1, 1, 1]], np.float32))
+    assert designs.shape == (2, 8, 16)
+    # It drives the cantilever, and the bracket too: its conditions are a subset of the bracket's.
+    for problem in (Cantilever(16, 8), AMBracket(16, 8)):
+        env = LatentDesignEnv(problem, generator)
+        env.reset(seed=0)
+        assert env.generator_conditions().shape == (3,)
+
+
+def test_conditional_training_needs_a_data_set():
+    with pytest.raises(SystemExit, match="--conditional needs --data: the extrusion sections have no conditions"):
+        train_generator_module().main(["--conditional", "--epochs", "1"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_mirrored_design_under_mirrored_conditions_is_as_stiff(seed):
+    from designgym.envs.structures.problems import Cantilever
+
+    script = train_generator_module()
+    problem = Cantilever(16, 8)
+    rng = np.random.default_rng(seed)
+    design = (rng.random((1, 8, 16)) < 0.7).astype(np.float32)
+    design[0, :, :2] = 1.0  # held at the clamp, so that the solve is well conditioned
+    conditions = problem.sample_conditions(rng)
+    (mirrored,) = script.mirrored_conditions([conditions])
+    assert mirrored == {"volfrac": conditions["volfrac"], "load_y": 1.0 - conditions["load_y"],
+                        "load_angle": -conditions["load_angle"]}
+    flipped = script.mirrored_cantilevers(design)
+    np.testing.assert_array_equal(flipped[0], design[0, ::-1])
+    original = problem.evaluate(design[0], conditions).objectives["compliance"]
+    assert problem.evaluate(flipped[0], mirrored).objectives["compliance"] == pytest.approx(original, rel=1e-9)
+    # Not a coincidence of the design: the flipped one under the original load differs.
+    assert problem.evaluate(flipped[0], conditions).objectives["compliance"] != pytest.approx(original, rel=1e-3)

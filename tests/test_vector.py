@@ -37,6 +37,7 @@ CASES = [
     ("designgym/AMBracket-v0", {"observation_layout": "dict"}, 1),
     ("designgym/ExtrusionSteps-v0", {"episode_length": 3}, 1),  # episodes end mid-run: auto-reset
     ("designgym/Extrusion-v0", {"initial_latent": "random"}, 1),
+    ("designgym/Cantilever-v0", {"repair": True}, 1),  # 0/1 designs: any difference is a whole cell
 ]
 
 
@@ -145,3 +146,40 @@ def test_bad_envs_are_refused_with_the_fix():
         vec.step(np.zeros((1, 8), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         vec.step(np.full((2, 8), np.nan, np.float32))
+
+
+def test_batched_repair_with_a_partly_conditioned_generator_equals_single_envs():
+    import torch
+
+    from designgym.envs.structures.problems import AMBracket
+    from designgym.generators.models import ConvVAE
+
+    torch.manual_seed(0)
+    generator = ConvVAE(latent_dim=2, channels=8, shape=(8, 16), conditions_dim=3).eval()
+    generator.condition_keys, generator.name = ("load_angle", "load_y", "volfrac"), "tiny-cvae"
+
+    def envs():
+        problem = AMBracket(16, 8)
+        return [LatentDesignEnv(problem, generator, repair=True) for _ in range(3)]
+
+    batched = BatchedDesignVecEnv(envs())
+    singles = envs()
+    batched.seed(11)
+    obs_b = batched.reset()
+    obs_s = np.stack([env.reset(seed=11 + i)[0] for i, env in enumerate(singles)])
+    assert_same(obs_b, obs_s, "reset obs")
+    rng = np.random.default_rng(2)
+    for t in range(3):
+        actions = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
+        obs_b, rew_b, _, info_b = batched.step(actions)
+        for i, env in enumerate(singles):
+            obs, reward, _, _, info = env.step(actions[i])
+            design = env.final_design
+            assert set(np.unique(design)) == {0.0, 1.0}
+            assert int(design.sum()) == round(env.conditions["volfrac"] * 128)
+            np.testing.assert_array_equal(batched.envs[i].final_design, design, err_msg=f"env {i} at step {t}")
+            assert_same(info_b[i]["terminal_observation"], obs, f"obs {i} at step {t}")
+            assert rew_b[i] == pytest.approx(reward, rel=1e-5, abs=1e-6)
+            assert_same({k: info_b[i][k] for k in info}, info, f"info {i} at step {t}")
+            env.reset(seed=None)
+    batched.close()

@@ -111,28 +111,58 @@ def _score(env: Any, evaluation: Any) -> float:
 def _judge(env: Any, action: np.ndarray, conditions: dict[str, Any]) -> tuple[np.ndarray, Any, float]:
     latent = np.clip(np.asarray(action, dtype=np.float32), -1, 1) * env.latent_bound
     if env.generator.conditions_dim:
-        design = env.generator.decode_numpy(latent[None, :], env.problem.conditions_vector(conditions)[None, :])[0]
+        keys = tuple(getattr(env.generator, "condition_keys", ()) or ()) or None
+        vector = env.problem.conditions_vector(conditions, keys=keys)
+        design = env.generator.decode_numpy(latent[None, :], vector[None, :])[0]
     else:
         design = env.generator.decode_numpy(latent[None, :])[0]
+    if env.repair:
+        design = env.problem.repair(design, conditions)
     evaluation = env.problem.evaluate(design, conditions)
     return design, evaluation, _score(env, evaluation)
 
 
 def _search(env: Any, conditions: dict[str, Any], method: str, budget: int, seed: int
             ) -> tuple[np.ndarray, Any, float, int, int]:
+    best = search_anytime(env, conditions, method, [budget], seed)[0]
+    return best["design"], best["evaluation"], best["score"], budget, best["evaluations_to_best"]
+
+
+def search_anytime(
+    env: Any, conditions: dict[str, Any], method: str, budgets: Sequence[int], seed: int
+) -> list[dict[str, Any]]:
+    """One search of ``max(budgets)`` judged designs, read off at each budget.
+
+    None of the methods plans for its budget (random draws, CMA-ES and TPE propose the same
+    designs whatever the total), so the best design after ``b`` evaluations of one long search
+    is the result of a search with budget ``b``. Each entry has the best ``design``, its
+    ``evaluation`` and ``score``, ``evaluations_to_best`` and ``seconds``, the wall time to that
+    budget.
+    """
+    if method not in ("random", "cmaes", "tpe"):
+        raise ValueError(f"unknown search method {method!r}; choose random, cmaes or tpe")
+    budgets = sorted({int(b) for b in budgets})
+    if not budgets or budgets[0] < 1:
+        raise ValueError(f"budgets must be >= 1 judged design, got {budgets}")
     dim = env.generator.latent_dim
     best: tuple[float, np.ndarray, Any, int] | None = None
+    snapshots: list[dict[str, Any]] = []
+    start = time.perf_counter()
 
     def consider(action: np.ndarray, count: int) -> float:
         nonlocal best
         design, evaluation, score = _judge(env, action, conditions)
         if best is None or score > best[0]:
             best = (score, design, evaluation, count)
+        if count in budgets:
+            snapshots.append({"budget": count, "score": best[0], "design": best[1], "evaluation": best[2],
+                              "evaluations_to_best": best[3], "seconds": time.perf_counter() - start})
         return score
 
+    total = budgets[-1]
     if method == "random":
         rng = np.random.default_rng(seed)
-        for k in range(budget):
+        for k in range(total):
             consider(rng.uniform(-1, 1, dim), k + 1)
     else:
         import optuna
@@ -148,10 +178,8 @@ def _search(env: Any, conditions: dict[str, Any], method: str, budget: int, seed
             action = np.array([trial.suggest_float(f"a{j}", -1.0, 1.0) for j in range(dim)])
             return consider(action, trial.number + 1)
 
-        study.optimize(objective, n_trials=budget)
-    assert best is not None
-    score, design, evaluation, best_at = best
-    return design, evaluation, score, budget, best_at
+        study.optimize(objective, n_trials=total)
+    return snapshots
 
 
 def _reference(problem: Any, conditions: dict[str, Any]) -> tuple[np.ndarray, int | None]:

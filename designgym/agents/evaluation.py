@@ -187,11 +187,24 @@ def write_evaluation(result: Mapping[str, Any], out_dir: Path, title: str) -> di
     return {k: str(v) for k, v in paths.items()}
 
 
-def make_design(agent: Agent, env_id: str, conditions: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One design for one set of conditions (left-out keys are the conditions space's centre)."""
+def make_design(
+    agent: Agent, env_id: str, conditions: Mapping[str, Any] | None, polish: int = 0
+) -> dict[str, Any]:
+    """One design for one set of conditions (left-out keys are the conditions space's centre).
+
+    ``polish > 0`` runs that many iterations of the problem's classical optimizer from the agent's
+    design (``Problem.polish``, the structures' SIMP) and returns the polished design, judged.
+    """
     env = gym.make(env_id, **agent.env_kwargs)
     _check_fits(agent, env, env_id)
     problem = env.unwrapped.problem
+    if polish < 0:
+        env.close()
+        raise ValueError(f"polish must be >= 0 iterations, got {polish}")
+    if polish and not hasattr(problem, "polish"):
+        env.close()
+        raise ValueError(f"--polish: problem {problem.name} has no polish step (the structures have one); "
+                         "leave it at 0")
     given = {**problem.default_conditions(), **dict(conditions or {})}
     obs, _ = env.reset(seed=0, options={"conditions": given})
     done, info = False, {}
@@ -199,9 +212,16 @@ def make_design(agent: Agent, env_id: str, conditions: Mapping[str, Any] | None)
         obs, _, terminated, truncated, info = env.step(agent.act(obs))
         done = terminated or truncated
     design = env.unwrapped.design.copy()
+    result = {"design": design, "conditions": info["conditions"], "objectives": info["objectives"],
+              "violations": info["violations"], "feasible": bool(info["feasible"])}
+    if polish:
+        design = problem.polish(design, info["conditions"], iterations=polish)
+        evaluation = problem.evaluate(design, info["conditions"])
+        result.update(design=design, objectives=evaluation.objectives, violations=evaluation.violations,
+                      feasible=bool(evaluation.feasible), polish_iterations=int(polish),
+                      before_polish={"objectives": info["objectives"], "feasible": bool(info["feasible"])})
     env.close()
-    return {"design": design, "conditions": info["conditions"], "objectives": info["objectives"],
-            "violations": info["violations"], "feasible": bool(info["feasible"])}
+    return result
 
 
 def _check_fits(agent: Agent, env: gym.Env, env_id: str) -> None:

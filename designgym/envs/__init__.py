@@ -67,21 +67,26 @@ def _register_builtin() -> None:
         episode_length=8,
         initial_latent="random",
     )
+    # The cantilever envs decode with the load case and keep the densest cells at the volume budget
+    # that are joined to the clamp (repair): volume and floating material are met by construction,
+    # and the agent's whole task is stiffness (and, for the bracket, printability).
     register_design_env(
         "designgym/Cantilever-v0",
         problem="cantilever",
-        generator="cantilever-vae",
+        generator="cantilever-cvae",
         description="Stiffest cantilever for its volume and load case; material joined to the clamp.",
         source="designgym",
         action_mode="direct",
+        repair=True,
     )
     register_design_env(
         "designgym/AMBracket-v0",
         problem="am_bracket",
-        generator="cantilever-vae",
+        generator="cantilever-cvae",
         description="Cantilever bracket printable without supports (45-degree overhang, 3-element members).",
         source="designgym",
         action_mode="direct",
+        repair=True,
     )
     register_design_env(
         "designgym/FloorPlan-v0",

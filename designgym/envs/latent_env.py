@@ -83,6 +83,13 @@ class LatentDesignEnv(gym.Env):
         render_mode: ``None`` or ``"rgb_array"``.
         device: where the generator runs: ``None``/``"auto"`` (CUDA when present), ``"cpu"``,
             ``"cuda"``. Only used when ``generator`` is a name.
+        repair: pass every decoded design through the problem's :meth:`~Problem.repair` before it
+            is judged (the structures: the densest cells at exactly the volume budget, joined to
+            the supports). The design an episode shows and judges is the repaired one.
+
+    A conditional generator may be conditioned on some of the problem's conditions only (its
+    ``condition_keys``, a subset of the problem's): it decodes with those, and the agent still
+    observes them all.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -104,6 +111,7 @@ class LatentDesignEnv(gym.Env):
         feature_clip: float = 100.0,
         render_mode: str | None = None,
         device: str | None = None,
+        repair: bool = False,
     ) -> None:
         from designgym.envs.registration import make_problem
         from designgym.generators import load
@@ -122,6 +130,11 @@ class LatentDesignEnv(gym.Env):
                 f"{self.problem.design_space.shape}; pick a generator trained for this problem"
             )
         self._check_generator_conditions()
+        self.repair = bool(repair)
+        if self.repair and not self.problem.has_repair:
+            raise ValueError(
+                f"repair=True, but problem {self.problem.name} has no repair step; leave repair off"
+            )
         if episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {episode_length}")
         if not 0 < step_size <= 2:
@@ -262,6 +275,7 @@ class LatentDesignEnv(gym.Env):
                 design = self.generator.decode_numpy(self.latent[None, :])[0]
             else:
                 design = self.generator.decode_numpy(self.latent[None, :], condition[None, :])[0]
+            design = self.finish_design(design)
             self._remember_design(design)
         self.design = design
         self.evaluation = self.problem.evaluate(design, self.conditions)
@@ -271,14 +285,24 @@ class LatentDesignEnv(gym.Env):
         an unconditional generator)."""
         if self.generator.conditions_dim == 0:
             return None
-        return self.problem.conditions_vector(self.conditions)
+        keys = tuple(getattr(self.generator, "condition_keys", ()) or ())
+        return self.problem.conditions_vector(self.conditions, keys=keys or None)
+
+    def finish_design(self, decoded: np.ndarray) -> np.ndarray:
+        """The design judged for a decoded one: repaired under the episode's conditions with
+        ``repair=True``, else the decoded design itself."""
+        return self.problem.repair(decoded, self.conditions) if self.repair else decoded
 
     # Decoding is deterministic, so the designs of the two latest latents are kept and reused when
     # a latent repeats (every episode of a direct-mode env starts from the zero latent). A
-    # conditional generator's design also depends on the conditions, which join the key.
+    # conditional generator's design also depends on the conditions, and so does a repaired one:
+    # then the conditions join the key.
 
     def _design_key(self) -> tuple[int, bytes, bytes]:
-        condition = self.generator_conditions()
+        if self.repair:
+            condition = self.problem.conditions_vector(self.conditions)
+        else:
+            condition = self.generator_conditions()
         return id(self.generator), self.latent.tobytes(), b"" if condition is None else condition.tobytes()
 
     def _cached_design(self) -> np.ndarray | None:
@@ -301,7 +325,13 @@ class LatentDesignEnv(gym.Env):
             return
         keys = tuple(getattr(self.generator, "condition_keys", ()) or ())
         have = tuple(self.problem.conditions_space.spaces)
-        if (keys and keys != have) or wanted != self.problem.conditions_dim:
+        # Some of the problem's conditions, in the problem's order (the order of its vector).
+        in_order = tuple(k for k in have if k in keys) == keys
+        if keys and in_order:
+            needed = self.problem.conditions_vector(self.problem.default_conditions(), keys=keys).size
+        else:
+            needed = self.problem.conditions_dim
+        if (keys and not in_order) or wanted != needed:
             raise ValueError(
                 f"generator {label} is conditioned on {wanted} condition values"
                 + (f" ({', '.join(keys)})" if keys else "")

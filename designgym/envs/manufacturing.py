@@ -82,6 +82,44 @@ def floating_fraction(mask: np.ndarray, anchored: np.ndarray) -> float:
     return float(total - np.count_nonzero(np.isin(labels, held))) / total
 
 
+def keep_budget_joined(density: np.ndarray, anchored: np.ndarray, cells: int) -> np.ndarray:
+    """The ``cells`` densest cells of ``density`` that are joined through solid to an ``anchored`` cell.
+
+    A density field (a generator's output, a grey optimum) becomes a solid mask of exactly
+    ``cells`` cells with no floating material: the densest ``cells`` cells are taken, pieces not
+    joined to an anchored cell are dropped, and the shortfall is made up from the densest cells on
+    the boundary of what is kept, a layer at a time, so every added cell is joined too. Ties in
+    density go to the lower flat index. Where the anchored cells cannot reach ``cells`` cells
+    (never on a connected grid) the mask is as large as they reach.
+    """
+    density = np.asarray(density, dtype=np.float64)
+    anchored = np.asarray(anchored, dtype=bool)
+    if density.shape != anchored.shape:
+        raise ValueError(f"density has shape {density.shape} but anchored has {anchored.shape}")
+    total = density.size
+    cells = int(min(max(cells, 0), total))
+    flat = density.ravel()
+    order = np.argsort(-flat, kind="stable")
+    rank = np.empty(total, dtype=np.int64)
+    rank[order] = np.arange(total)  # 0 = densest; the tie-break of every choice below
+    kept = np.zeros(total, dtype=bool)
+    kept[order[:cells]] = True
+    kept = kept.reshape(density.shape)
+    labels, _ = ndimage.label(kept, structure=SOLID_CONNECTIVITY)
+    held = np.unique(labels[anchored & kept])
+    kept = np.isin(labels, held[held > 0])
+    missing = cells - int(kept.sum())
+    while missing > 0:
+        frontier = ndimage.binary_dilation(kept, structure=SOLID_CONNECTIVITY) & ~kept if kept.any() else anchored
+        candidates = np.flatnonzero(frontier.ravel())
+        if candidates.size == 0:
+            break
+        chosen = candidates[np.argsort(rank[candidates], kind="stable")[:missing]]
+        kept.ravel()[chosen] = True
+        missing -= chosen.size
+    return kept
+
+
 def load_path_broken(mask: np.ndarray, anchored: np.ndarray, loaded: np.ndarray) -> float:
     """1.0 when no solid ``loaded`` cell is joined through solid to an ``anchored`` cell, else 0.0."""
     labels, _ = ndimage.label(mask, structure=SOLID_CONNECTIVITY)

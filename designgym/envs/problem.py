@@ -166,6 +166,21 @@ class Problem(abc.ABC):
             "baselines instead"
         )
 
+    def repair(self, design: np.ndarray, conditions: Mapping[str, Any]) -> np.ndarray:
+        """A cheap, deterministic step from a generator's raw output to a design that keeps the
+        problem's hard rules by construction, where the problem has one (an env applies it with
+        ``LatentDesignEnv(repair=True)``). It is no optimizer: it judges no design.
+
+        Raises:
+            NotImplementedError: when the problem has none (the default).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no repair step")
+
+    @property
+    def has_repair(self) -> bool:
+        """Whether :meth:`repair` is defined for this problem."""
+        return type(self).repair is not Problem.repair
+
     def render(self, design: np.ndarray, conditions: Mapping[str, Any] | None = None) -> np.ndarray:
         """The design as an RGB picture, ``uint8`` of shape ``(H, W, 3)``.
 
@@ -251,10 +266,13 @@ class Problem(abc.ABC):
             for s in self.conditions_space.spaces.values()
         )
 
-    def conditions_vector(self, conditions: Mapping[str, Any]) -> np.ndarray:
-        """Conditions scaled to ``[-1, 1]`` and flattened in the order of :attr:`conditions_space`."""
+    def conditions_vector(self, conditions: Mapping[str, Any], keys: Sequence[str] | None = None) -> np.ndarray:
+        """Conditions scaled to ``[-1, 1]`` and flattened in the order of :attr:`conditions_space`
+        (only those of ``keys``, in that same order, when given)."""
         parts = []
         for key, space in self.conditions_space.spaces.items():
+            if keys is not None and key not in keys:
+                continue
             value = conditions[key]
             if isinstance(space, spaces.Discrete):
                 span = max(space.n - 1, 1)

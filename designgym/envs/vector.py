@@ -187,6 +187,7 @@ class BatchedDesignVecEnv(VecEnv):
             else:
                 decoded = generator.decode_numpy(latents)
             for i, design in zip(group, decoded, strict=True):
+                design = self.envs[i].finish_design(design)
                 self.envs[i]._remember_design(design)
                 designs[i] = design.copy()
         by_problem: dict[int, list[int]] = {}

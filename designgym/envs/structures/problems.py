@@ -17,6 +17,7 @@ from gymnasium import spaces
 
 from designgym.envs.manufacturing import (
     floating_fraction,
+    keep_budget_joined,
     load_path_broken,
     member_size_violation,
     overhang_fraction,
@@ -176,6 +177,19 @@ class PointLoadStructure(Problem):
         }
         return objectives, violations
 
+    def repair(self, design: np.ndarray, conditions: Mapping[str, Any]) -> np.ndarray:
+        """The densest ``round(volfrac * cells)`` cells that are joined to the supports, as 0/1.
+
+        A generator's density field becomes a design at the volume budget with no floating
+        material, the way :meth:`optimize` makes SIMP's grey optimum binary at exactly the target
+        volume (see :func:`~designgym.envs.manufacturing.keep_budget_joined`). Whether the load
+        reaches the supports is still the design's own doing.
+        """
+        design = self.check_design(design)
+        conditions = self.check_conditions(conditions)
+        cells = int(round(conditions["volfrac"] * design.size))
+        return keep_budget_joined(design, self._anchored_cells(), cells).astype(np.float32)
+
     def optimize(self, conditions: Mapping[str, Any], max_iter: int = 200, progress: bool = False) -> np.ndarray:
         """SIMP with a density filter of radius ``rmin``, made binary at exactly the target volume.
 
@@ -191,6 +205,25 @@ class PointLoadStructure(Problem):
         binary = np.zeros(grey.size, dtype=np.float32)
         binary[order[:k]] = 1.0
         return binary.reshape(grey.shape)
+
+    def polish(self, design: np.ndarray, conditions: Mapping[str, Any], iterations: int = 10) -> np.ndarray:
+        """A few SIMP iterations started from ``design``, made binary like :meth:`repair`.
+
+        The optional last step after an agent's one-shot design: ``iterations`` optimality-criteria
+        updates (one finite-element solve each), then the densest cells at the volume budget that
+        are joined to the supports. With ``iterations=0`` it is :meth:`repair`.
+        """
+        design = self.check_design(design)
+        conditions = self.check_conditions(conditions)
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        if iterations:
+            # Optimality criteria scale each density by a factor, so a void cell at exactly 0 could
+            # never grow back: the start has a floor of 0.02 (a bit over the budget; the first update
+            # takes it back to the target volume).
+            design = simp(self.model, self.force_vector(conditions), conditions["volfrac"], rmin=self.rmin,
+                          max_iter=int(iterations), tol=0.0, start=np.clip(design, 0.02, 1.0)).density
+        return self.repair(design, conditions)
 
     def render(self, design: np.ndarray, conditions: Mapping[str, Any] | None = None) -> np.ndarray:
         """Solid grey on white; with conditions, the supported cells in blue and the loaded ones in red."""

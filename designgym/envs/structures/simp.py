@@ -68,6 +68,7 @@ def simp(
     move: float = 0.2,
     progress: bool = False,
     callback: Callable[[int, np.ndarray, float], None] | None = None,
+    start: np.ndarray | None = None,
 ) -> SimpResult:
     """Minimise compliance at volume fraction ``volfrac`` with a density filter and OC updates.
 
@@ -81,13 +82,23 @@ def simp(
         move: largest change of a design variable per iteration.
         progress: show a progress bar.
         callback: called as ``callback(iteration, physical_density, compliance)`` after each update.
+        start: the design variables to start from, ``(nely, nelx)`` in ``[0, 1]`` (a design to
+            polish); the uniform field at ``volfrac`` by default. They are filtered like every
+            later iterate.
     """
     if not 0 < volfrac <= 1:
         raise ValueError(f"volfrac must be in (0, 1], got {volfrac}")
     nelx, nely = model.nelx, model.nely
     h, hs = density_filter(nelx, nely, rmin)
-    x = np.full(nelx * nely, float(volfrac))  # design variables, element order
-    x_phys = x.copy()
+    if start is None:
+        x = np.full(nelx * nely, float(volfrac))  # design variables, element order
+        x_phys = x.copy()
+    else:
+        start = np.asarray(start, dtype=np.float64)
+        if start.shape != (nely, nelx) or not np.all(np.isfinite(start)) or start.min() < 0 or start.max() > 1:
+            raise ValueError(f"start must be a ({nely}, {nelx}) field of values in [0, 1], got shape {start.shape}")
+        x = start.T.ravel().copy()
+        x_phys = (h @ x) / hs
     history: list[float] = []
     converged = False
     iteration = 0
@@ -117,7 +128,7 @@ def _oc_update(
     """Optimality-criteria step; the Lagrange multiplier of the volume constraint by bisection."""
     low, high = 0.0, 1e9
     ratio = np.sqrt(np.maximum(-dc, 0.0) / dv)
-    while (high - low) / (high + low) > 1e-3:
+    while high > 1e-30 and (high - low) / (high + low) > 1e-3:  # high shrinks to 0 when no step adds volume
         mid = 0.5 * (low + high)
         x_new = np.clip(x * ratio / np.sqrt(mid), np.maximum(0.0, x - move), np.minimum(1.0, x + move))
         if ((h @ x_new) / hs).mean() > volfrac:

@@ -1,0 +1,195 @@
+"""Train the agent shipped for a structural env (designgym/agents/pretrained/<Env>.zip).
+
+The policy learns to do in one forward pass what an optimizer does per case. Two stages:
+
+1. Imitation of optima: the env's generator encodes every SIMP optimum of a data set from
+   scripts/make_structures_dataset.py (with the top-to-bottom mirror images for the cantilever)
+   to its mean latent; that latent decodes to a design about as stiff as the optimum. The PPO
+   policy's mean action is fitted to those latents from the observation the env gives at the
+   start of each case (a regression; the last tenth of the data is held out and reported).
+2. Optional reinforcement learning (``--rl-steps``): PPO continues from that policy on the env's
+   own reward, which also counts the rules SIMP ignores (the bracket's printability).
+
+The result is an ordinary Stable-Baselines3 PPO file with a JSON sidecar (env, algo, how it was
+made), loadable with ``designgym design --agent pretrained``.
+
+    python scripts/train_pretrained_agent.py --env designgym/Cantilever-v0 --data data/cantilever-64x32.npz
+    python scripts/train_pretrained_agent.py --env designgym/AMBracket-v0 --data data/cantilever-64x32.npz \
+        --epochs 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import designgym
+from designgym.agents.evaluation import PRETRAINED_DIR
+from designgym.agents.training import atomic_path, write_text_atomic
+from designgym.envs.vector import make_batched_vec_env
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="designgym/Cantilever-v0")
+    p.add_argument("--data", type=Path, required=True, help="SIMP data set (.npz) of the env's problem")
+    p.add_argument("--no-mirror", action="store_true", help="leave out the cantilever's mirror images")
+    p.add_argument("--epochs", type=int, default=300, help="passes of the regression over the data")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--net", type=int, nargs="+", default=[256, 256], help="hidden layers of the policy")
+    p.add_argument("--rl-steps", type=int, default=0, help="PPO steps on the env's reward afterwards")
+    p.add_argument("--rl-lr", type=float, default=5e-5, help="PPO learning rate of the second stage")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=PRETRAINED_DIR, help="folder for <Env>.zip and <Env>.json")
+    return p.parse_args(argv)
+
+
+def encoded_targets(env, designs: np.ndarray, conditions: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Observations at the start of each case, and the action whose latent is the encoder's mean."""
+    base = env.unwrapped
+    generator, problem = base.generator, base.problem
+    keys = tuple(getattr(generator, "condition_keys", ()) or ()) or None
+    observations, actions = [], []
+    for start in tqdm(range(0, len(designs), 256), desc="encoding optima", leave=False):
+        batch = designs[start : start + 256]
+        given = conditions[start : start + 256]
+        vectors = None
+        if generator.conditions_dim:
+            vectors = torch.as_tensor(np.stack([problem.conditions_vector(c, keys=keys) for c in given]))
+        with torch.no_grad():
+            mu, _ = generator.encode(torch.as_tensor(batch), vectors)
+        actions.append(np.clip(mu.numpy() / base.latent_bound, -1.0, 1.0))
+        for c in given:
+            obs, _ = env.reset(options={"conditions": c})
+            observations.append(obs)
+    return np.stack(observations).astype(np.float32), np.concatenate(actions).astype(np.float32)
+
+
+def fit_policy(model, obs: np.ndarray, actions: np.ndarray, held: int, epochs: int, lr: float, seed: int
+               ) -> dict[str, float]:
+    """Fit the policy's mean action to ``actions`` (mean squared error); returns the final losses."""
+    policy = model.policy
+    torch.manual_seed(seed)
+    x, y = torch.as_tensor(obs[:-held]), torch.as_tensor(actions[:-held])
+    hx, hy = torch.as_tensor(obs[-held:]), torch.as_tensor(actions[-held:])
+    params = list(policy.features_extractor.parameters()) + list(policy.mlp_extractor.policy_net.parameters()) \
+        + list(policy.action_net.parameters())
+    optimizer = torch.optim.Adam(params, lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+
+    def mean_action(o: torch.Tensor) -> torch.Tensor:
+        latent_pi, _ = policy.mlp_extractor(policy.extract_features(o, policy.pi_features_extractor))
+        return policy.action_net(latent_pi)
+
+    losses = {}
+    bar = tqdm(range(epochs), desc="fitting the policy", unit="epoch")
+    for _ in bar:
+        policy.train()
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), 128):
+            index = order[start : start + 128]
+            loss = torch.mean((mean_action(x[index]) - y[index]) ** 2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        policy.eval()
+        with torch.no_grad():
+            losses = {"train_mse": float(torch.mean((mean_action(x) - y) ** 2)),
+                      "heldout_mse": float(torch.mean((mean_action(hx) - hy) ** 2))}
+        bar.set_postfix(train=f"{losses['train_mse']:.4f}", heldout=f"{losses['heldout_mse']:.4f}")
+    return losses
+
+
+def heldout_quality(model, env, obs: np.ndarray, conditions: list[dict], compliance: np.ndarray) -> dict[str, float]:
+    """The fitted policy on the held-out optima's conditions: compliance over SIMP's, feasibility."""
+    ratios, feasible = [], []
+    for o, c, c_simp in zip(obs, conditions, compliance, strict=True):
+        env.reset(options={"conditions": c})
+        _, _, _, _, info = env.step(model.predict(o, deterministic=True)[0])
+        ratios.append(info["objectives"]["compliance"] / c_simp)
+        feasible.append(info["feasible"])
+    return {"heldout_compliance_ratio_median": float(np.median(ratios)),
+            "heldout_compliance_ratio_p90": float(np.quantile(ratios, 0.9)),
+            "heldout_feasible_rate": float(np.mean(feasible)), "heldout_cases": len(ratios)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from train_generator import load_structures, mirrored_cantilevers, mirrored_conditions
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    env_id = designgym.make(args.env).spec.id
+    settings, designs, conditions, compliance = load_structures(args.data)
+    env = gym.make(env_id)
+    problem = env.unwrapped.problem
+    if settings["problem"] != "cantilever" or problem.nelx != settings["nelx"] or problem.nely != settings["nely"]:
+        raise SystemExit(f"{args.data} holds {settings['problem']} designs of {settings['nelx']} x {settings['nely']}; "
+                         f"{env_id} needs cantilever optima of {problem.nelx} x {problem.nely}")
+    n_held = max(1, len(designs) // 10)  # the generator's held-out tenth, too
+    train_d, train_c = designs[:-n_held], conditions[:-n_held]
+    if not args.no_mirror:
+        train_d = np.concatenate([train_d, mirrored_cantilevers(train_d)])
+        train_c = train_c + mirrored_conditions(train_c)
+    extra = {k: v for k, v in problem.default_conditions().items() if k not in train_c[0]}
+    if extra:  # conditions SIMP does not see (the bracket's build direction): every value, in turn
+        names = list(extra)
+        space = problem.conditions_space[names[0]]
+        values = range(space.start, space.start + space.n)
+        train_d = np.concatenate([train_d] * len(values))
+        train_c = [{**c, names[0]: v} for v in values for c in train_c]
+        turns = np.arange(n_held) % len(values)
+        held_c = [{**c, names[0]: int(v)} for c, v in zip(conditions[-n_held:], turns, strict=True)]
+    else:
+        held_c = conditions[-n_held:]
+    obs, actions = encoded_targets(env, np.concatenate([train_d, designs[-n_held:]]), train_c + held_c)
+
+    vec = make_batched_vec_env(env_id, n_envs=4, seed=args.seed)
+    policy_kwargs = {"net_arch": {"pi": list(args.net), "vf": [64, 64]}, "log_std_init": -2.0}
+    model = PPO("MlpPolicy", vec, seed=args.seed, device="cpu", learning_rate=args.rl_lr, n_steps=256,
+                batch_size=256, n_epochs=5, policy_kwargs=policy_kwargs)
+    losses = fit_policy(model, obs, actions, n_held, args.epochs, args.lr, args.seed)
+    quality = heldout_quality(model, env, obs[-n_held:], held_c, compliance[-n_held:])
+    print(f"after imitation: {losses} {quality}")
+    stages = [{"stage": "imitation", "cases": len(train_c), "epochs": args.epochs, **losses, **quality}]
+    if args.rl_steps:
+        model.learn(args.rl_steps, progress_bar=True)
+        quality = heldout_quality(model, env, obs[-n_held:], held_c, compliance[-n_held:])
+        print(f"after {args.rl_steps} PPO steps: {quality}")
+        stages.append({"stage": "ppo", "steps": args.rl_steps, "learning_rate": args.rl_lr, **quality})
+    vec.close()
+    env.close()
+
+    name = env_id.split("/")[-1]
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out / f"{name}.zip") as tmp:  # the temporary name ends in .zip as well
+        model.save(tmp)
+    sidecar = {
+        "env": env_id, "algo": "ppo", "env_kwargs": {},
+        "script": "scripts/train_pretrained_agent.py",
+        "command": " ".join(["python", "scripts/train_pretrained_agent.py",
+                             *(argv if argv is not None else sys.argv[1:])]),
+        "data": {"source": "scripts/make_structures_dataset.py", "settings": settings, "heldout": n_held,
+                 "mirrored": not args.no_mirror},
+        "policy": policy_kwargs, "stages": stages, "generator": env.unwrapped.generator.name,
+        "seconds": round(time.perf_counter() - started, 1), "torch_version": torch.__version__,
+    }
+    write_text_atomic(args.out / f"{name}.json", json.dumps(sidecar, indent=2) + "\n")
+    print(f"saved {args.out / (name + '.zip')} ({(args.out / (name + '.zip')).stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The agents shipped inside the package: they load by env id and make near-optimal designs in one step."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from designgym.agents.evaluation import PRETRAINED_DIR, load_agent, make_design, pretrained_path
+
+SHIPPED = ["designgym/Cantilever-v0", "designgym/AMBracket-v0"]
+
+
+@pytest.mark.parametrize("env_id", SHIPPED)
+def test_pretrained_agent_is_small_and_says_how_it_was_made(env_id):
+    path = pretrained_path(env_id)
+    assert path.parent == PRETRAINED_DIR and path.stat().st_size < 3e6
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["env"] == env_id and sidecar["algo"] == "ppo"
+    assert sidecar["script"] == "scripts/train_pretrained_agent.py" and sidecar["stages"][0]["stage"] == "imitation"
+    agent = load_agent("pretrained", env_id=env_id)
+    assert agent.env_id == env_id and agent.normalizer is None
+
+
+@pytest.mark.parametrize("env_id", SHIPPED)
+def test_pretrained_agent_designs_at_the_volume_budget_with_nothing_floating(env_id):
+    agent = load_agent("pretrained", env_id=env_id)
+    for volfrac in (0.3, 0.45, 0.6):
+        result = make_design(agent, env_id, {"volfrac": volfrac, "load_y": 0.8, "load_angle": -30.0})
+        assert result["design"].sum() == round(volfrac * result["design"].size)
+        assert result["violations"]["floating_material"] == 0 and result["violations"]["volume_excess"] == 0
+
+
+def test_pretrained_cantilever_is_close_to_simp_on_unseen_load_cases():
+    """Three load cases drawn from a seed no training used: one step against SIMP to convergence."""
+    import designgym
+
+    agent = load_agent("pretrained", env_id="designgym/Cantilever-v0")
+    problem = designgym.make_problem("cantilever")
+    rng = np.random.default_rng(4242)
+    ratios = []
+    for _ in range(3):
+        conditions = problem.sample_conditions(rng)
+        result = make_design(agent, "designgym/Cantilever-v0", conditions)
+        assert result["feasible"]
+        simp = problem.evaluate(problem.optimize(conditions), conditions).objectives["compliance"]
+        ratios.append(result["objectives"]["compliance"] / simp)
+    # benchmarks/quality.py measures the median on 50 cases; three cases bound it loosely.
+    assert np.median(ratios) < 1.10 and max(ratios) < 1.5, ratios
+
+
+def test_design_command_uses_the_pretrained_agent_and_polishes(tmp_path):
+    out = tmp_path / "cantilever.npy"
+    result = subprocess.run(
+        [sys.executable, "-m", "designgym", "design", "--env", "Cantilever-v0", "--agent", "pretrained",
+         "--conditions", '{"volfrac": 0.4, "load_y": 1.0, "load_angle": 30}', "--polish", "5", "--out", str(out),
+         "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    design = np.load(out)
+    assert report["polish_iterations"] == 5 and report["agent"].endswith("Cantilever-v0.zip")
+    assert design.sum() == round(0.4 * design.size) and report["violations"]["floating_material"] == 0
+    assert "compliance" in report["before_polish"]["objectives"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "designgym", "design", "--env", "Cantilever-v0", "--agent", "pretrained",
+         "--polish", "-1", "--out", str(out)], capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode == 2 and "polish must be >= 0" in bad.stderr and "Traceback" not in bad.stderr
