@@ -291,9 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{env_id}: agent {path}; {time.perf_counter() - started:.0f} s")
         all_rows.extend(rows)
         summary = summarise(rows)
-        png = args.out / f"quality_{env_id.split('/')[-1]}.png"
-        save_pictures(rows, summary, env_id, png)
-        print(f"pictures: {png}")
+        if args.pictures > 0:
+            png = args.out / f"quality_{env_id.split('/')[-1]}.png"
+            save_pictures(rows, summary, env_id, png)
+            print(f"pictures: {png}")
     summary = summarise(all_rows)
     print_table(summary)
     verdicts = {e: targets(summary, e) for e in env_ids}
