@@ -68,18 +68,29 @@ def test_batched_steps_equal_independent_envs(env_id, kwargs, processes):
     single.close()
 
 
-def test_one_generator_call_per_step_for_all_envs():
-    vec = make_batched_vec_env("designgym/Cantilever-v0", n_envs=6, seed=0)
+@pytest.mark.parametrize(
+    ("env_id", "expected"),
+    [
+        # Unconditional generator: the auto-reset back to the zero latent is served from each env's cache.
+        ("designgym/MBB-v0", [6, 6]),
+        # Conditional generator: the auto-reset draws new conditions, so the zero latent decodes anew,
+        # still as one call for all six.
+        ("designgym/Cantilever-v0", [6, 6, 6]),
+    ],
+)
+def test_one_generator_call_per_step_for_all_envs(env_id, expected):
+    vec = make_batched_vec_env(env_id, n_envs=6, seed=0)
     generator = vec.envs[0].generator
     assert all(env.generator is generator and env.problem is vec.envs[0].problem for env in vec.envs)
     calls = []
     original = generator.decode_numpy
-    generator.decode_numpy = lambda z: calls.append(len(z)) or original(z)
+    generator.decode_numpy = lambda z, *conditions: calls.append(len(z)) or original(z, *conditions)
     vec.reset()
     assert calls == [6]  # the six zero-latent starts, decoded together once
-    vec.step(np.random.default_rng(1).uniform(-1, 1, (6, 8)).astype(np.float32))
-    # Six new latents in one call; the auto-reset back to the zero latent is served from each env's cache.
-    assert calls == [6, 6]
+    dim = vec.action_space.shape[0]
+    _, _, dones, _ = vec.step(np.random.default_rng(1).uniform(-1, 1, (6, dim)).astype(np.float32))
+    assert dones.all()  # one-step episodes: every env auto-resets
+    assert calls == expected
 
 
 def test_reset_takes_seeds_and_options_like_dummy_vec_env():
