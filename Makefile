@@ -8,8 +8,9 @@ STAMP := $(VENV)/.designgym-installed
 train: $(STAMP)
 	$(VENV)/bin/designgym train --env designgym/Extrusion-v0 --algo ppo --timesteps 30000 --run-name quickstart-$$(date +%Y%m%d-%H%M%S)
 
+# -n auto: one pytest worker per core (pytest-xdist); --durations: the slowest tests, to keep the suite short.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --durations=15
 
 setup: $(STAMP)
 

@@ -1,8 +1,20 @@
-import numpy as np
-import pytest
+import os
 
-import designgym  # noqa: F401  (registers the built-in envs)
-from designgym.envs.extrusion.problem import Extrusion
+# One thread per process, for this one and every designgym process a test starts (they inherit the
+# environment): the networks are small, and a second torch thread per process only contends with
+# the other processes of a test (vector-env workers, a training run beside its test) and with
+# pytest-xdist's workers for the machine's cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+import designgym  # noqa: E402, F401  (registers the built-in envs)
+from designgym.envs.extrusion.problem import Extrusion  # noqa: E402
 
 
 @pytest.fixture(scope="session")
