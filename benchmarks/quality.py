@@ -42,6 +42,7 @@ import numpy as np
 
 METHOD_ORDER = ("policy", "policy+polish", "nearest", "random", "cmaes", "tpe", "simp")
 _AGENTS: dict[str, Any] = {}
+SEARCH_SEED_OFFSETS = {"random": 0, "cmaes": 1, "tpe": 2}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,7 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cases", type=int, default=50, help="held-out conditions per env")
     p.add_argument("--seed", type=int, default=20261123, help="draws the held-out conditions")
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 10, 100, 1000])
-    p.add_argument("--methods", nargs="+", default=["random", "cmaes", "tpe"], help="latent searches to run")
+    p.add_argument("--methods", nargs="+", default=["random", "cmaes", "tpe"], choices=sorted(SEARCH_SEED_OFFSETS),
+                   help="latent searches to run")
     p.add_argument("--agent", nargs="*", default=[], metavar="ENV=PATH",
                    help="the agent per env (default: the pretrained one shipped for it)")
     p.add_argument("--polish", type=int, default=10, help="SIMP iterations of the polish step")
@@ -141,8 +143,10 @@ def run_case(env_id: str, agent_path: str, case: int, conditions: dict[str, Any]
         design = base.finish_design(generator.decode_numpy(z, vector)[0])  # the episode's conditions
         record("nearest", design, time.perf_counter() - start, 1)
 
-    for offset, method in enumerate(methods):
-        for snap in search_anytime(base, checked, method, budgets, seed=1000 * case + offset):
+    for method in methods:
+        # Each search's seed depends on the case and the method only, not on which other methods run.
+        seed = 1000 * case + SEARCH_SEED_OFFSETS[method]
+        for snap in search_anytime(base, checked, method, budgets, seed=seed):
             record(method, snap["design"], snap["seconds"], snap["budget"], budget=snap["budget"],
                    evaluation=snap["evaluation"])
     env.close()

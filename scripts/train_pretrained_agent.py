@@ -1,19 +1,30 @@
 """Train the agent shipped for a structural env (designgym/agents/pretrained/<Env>.zip).
 
-The policy learns to do in one forward pass what an optimizer does per case. Two stages:
+The policy learns to do in one forward pass what an optimizer does per case. Up to three stages:
 
 1. Imitation of optima: the env's generator encodes every SIMP optimum of a data set from
    scripts/make_structures_dataset.py (with the top-to-bottom mirror images for the cantilever)
    to its mean latent; that latent decodes to a design about as stiff as the optimum. The PPO
    policy's mean action is fitted to those latents from the observation the env gives at the
    start of each case (a regression; the last tenth of the data is held out and reported).
-2. Optional reinforcement learning (``--rl-steps``): PPO continues from that policy on the env's
-   own reward, which also counts the rules SIMP ignores (the bracket's printability).
+2. Optional refinement of the targets (``--refine-rounds``), a form of expert iteration: for
+   every training case a short CMA-ES in latent space starts from the policy's own action and
+   judges designs with the env's score (stiffness after repair, and the rules SIMP ignores, such
+   as the bracket's printability); the best of the current target (at first the encoder's latent),
+   the policy's action and the search becomes the new target, and the policy is fitted again.
+   Starting from the policy keeps the targets a smooth function of the conditions where the
+   optima switch topology.
+3. Optional reinforcement learning (``--rl-steps``): PPO continues from that policy on the env's
+   own reward.
 
 The result is an ordinary Stable-Baselines3 PPO file with a JSON sidecar (env, algo, how it was
 made), loadable with ``designgym design --agent pretrained``.
 
-    python scripts/train_pretrained_agent.py --env designgym/Cantilever-v0 --data data/cantilever-64x32.npz
+    # the shipped Cantilever agent: imitation and two refinement rounds, then two more rounds
+    python scripts/train_pretrained_agent.py --env designgym/Cantilever-v0 --data data/cantilever-64x32.npz \
+        --epochs 200 --refine-rounds 2 --out agents/step1
+    python scripts/train_pretrained_agent.py --env designgym/Cantilever-v0 --data data/cantilever-64x32.npz \
+        --init agents/step1/Cantilever-v0.zip --refine-rounds 2
     python scripts/train_pretrained_agent.py --env designgym/AMBracket-v0 --data data/cantilever-64x32.npz \
         --epochs 100
 """
@@ -44,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=300, help="passes of the regression over the data")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--net", type=int, nargs="+", default=[256, 256], help="hidden layers of the policy")
+    p.add_argument("--init", type=Path, help="continue from this agent (a .zip with its .json) instead of imitation")
+    p.add_argument("--refine-rounds", type=int, default=0, help="rounds of search-refined targets and refitting")
+    p.add_argument("--refine-evals", type=int, default=24, help="judged designs per case and round")
+    p.add_argument("--refine-sigma", type=float, default=0.1, help="CMA-ES step size in action units")
+    p.add_argument("--refine-epochs", type=int, default=60, help="passes of each refit")
     p.add_argument("--rl-steps", type=int, default=0, help="PPO steps on the env's reward afterwards")
     p.add_argument("--rl-lr", type=float, default=5e-5, help="PPO learning rate of the second stage")
     p.add_argument("--seed", type=int, default=0)
@@ -108,6 +124,60 @@ def fit_policy(model, obs: np.ndarray, actions: np.ndarray, held: int, epochs: i
     return losses
 
 
+def judge_batch(env, actions: np.ndarray, conditions: dict) -> np.ndarray:
+    """The env's score (higher is better) of each action under one set of conditions, decoded together."""
+    from designgym.agents.baselines import _score
+
+    base = env.unwrapped
+    latents = np.clip(actions, -1.0, 1.0).astype(np.float32) * base.latent_bound
+    vector = base.problem.conditions_vector(conditions, keys=tuple(getattr(base.generator, "condition_keys", ()) or ())
+                                            or None)
+    if base.generator.conditions_dim:
+        designs = base.generator.decode_numpy(latents, np.repeat(vector[None, :], len(latents), axis=0))
+    else:
+        designs = base.generator.decode_numpy(latents)
+    scores = []
+    for design in designs:
+        if base.repair:
+            design = base.problem.repair(design, conditions)
+        scores.append(_score(base, base.problem.evaluate(design, conditions)))
+    return np.asarray(scores)
+
+
+def refine_targets(env, model, obs: np.ndarray, conditions: list[dict], targets: np.ndarray, evals: int,
+                   sigma: float, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Better targets: per case, the best of the current target, the policy's action and a short
+    CMA-ES started from the policy's action (``evals`` judged designs in all)."""
+    import cmaes
+
+    predicted = model.predict(obs, deterministic=True)[0]
+    dim = targets.shape[1]
+    population = max(4, min(8, evals // 3))
+    new = targets.copy()
+    gains, picked_search = [], 0
+    for i in tqdm(range(len(obs)), desc="refining targets", unit="case"):
+        start = np.clip(predicted[i], -0.999, 0.999)
+        scores = judge_batch(env, np.stack([targets[i], start]), conditions[i])
+        best_score, best = (scores[0], targets[i]) if scores[0] >= scores[1] else (scores[1], start)
+        from_search = False
+        search = cmaes.CMA(mean=start.astype(np.float64), sigma=sigma, bounds=np.tile([-1.0, 1.0], (dim, 1)),
+                           population_size=population, seed=seed + i)
+        used = 2
+        while used + population <= evals:
+            asked = np.stack([search.ask() for _ in range(population)])
+            values = judge_batch(env, asked, conditions[i])
+            search.tell([(a, -v) for a, v in zip(asked, values, strict=True)])
+            used += population
+            k = int(np.argmax(values))
+            if values[k] > best_score:
+                best_score, best, from_search = values[k], asked[k], True
+        gains.append(best_score - scores[0])
+        picked_search += from_search
+        new[i] = best
+    return new.astype(np.float32), {"mean_score_gain": float(np.mean(gains)),
+                                    "search_found_best": picked_search / len(obs)}
+
+
 def heldout_quality(model, env, obs: np.ndarray, conditions: list[dict], compliance: np.ndarray) -> dict[str, float]:
     """The fitted policy on the held-out optima's conditions: compliance over SIMP's, feasibility."""
     ratios, feasible = [], []
@@ -160,10 +230,34 @@ def main(argv: list[str] | None = None) -> int:
     policy_kwargs = {"net_arch": {"pi": list(args.net), "vf": [64, 64]}, "log_std_init": -2.0}
     model = PPO("MlpPolicy", vec, seed=args.seed, device="cpu", learning_rate=args.rl_lr, n_steps=256,
                 batch_size=256, n_epochs=5, policy_kwargs=policy_kwargs)
-    losses = fit_policy(model, obs, actions, n_held, args.epochs, args.lr, args.seed)
-    quality = heldout_quality(model, env, obs[-n_held:], held_c, compliance[-n_held:])
-    print(f"after imitation: {losses} {quality}")
-    stages = [{"stage": "imitation", "cases": len(train_c), "epochs": args.epochs, **losses, **quality}]
+    if args.init is not None:
+        sidecar = args.init.with_suffix(".json")
+        if not args.init.is_file() or not sidecar.is_file():
+            raise SystemExit(f"--init {args.init}: needs the agent's .zip and its .json beside it")
+        previous = json.loads(sidecar.read_text())
+        if previous.get("env") != env_id:
+            raise SystemExit(f"--init {args.init} is an agent for {previous.get('env')}, not {env_id}")
+        model.set_parameters(str(args.init), device="cpu")
+        stages = list(previous.get("stages", []))
+        previous_commands = previous.get("commands") or [previous["command"]]
+        print(f"continuing from {args.init} ({len(stages)} stages)")
+    else:
+        losses = fit_policy(model, obs, actions, n_held, args.epochs, args.lr, args.seed)
+        quality = heldout_quality(model, env, obs[-n_held:], held_c, compliance[-n_held:])
+        print(f"after imitation: {losses} {quality}")
+        stages = [{"stage": "imitation", "cases": len(train_c), "epochs": args.epochs, **losses, **quality}]
+        previous_commands = []
+    done_rounds = sum(1 for stage in stages if stage["stage"] == "refinement")
+    n_train = len(train_c)
+    for round_ in range(done_rounds, done_rounds + args.refine_rounds):
+        refined, gain = refine_targets(env, model, obs[:n_train], train_c, actions[:n_train], args.refine_evals,
+                                       args.refine_sigma, args.seed + 100_000 * round_)
+        actions = np.concatenate([refined, actions[n_train:]])
+        losses = fit_policy(model, obs, actions, n_held, args.refine_epochs, args.lr / 3, args.seed + round_ + 1)
+        quality = heldout_quality(model, env, obs[-n_held:], held_c, compliance[-n_held:])
+        print(f"after refinement round {round_ + 1}: {gain} {losses} {quality}")
+        stages.append({"stage": "refinement", "round": round_ + 1, "evaluations_per_case": args.refine_evals,
+                       "sigma": args.refine_sigma, "epochs": args.refine_epochs, **gain, **losses, **quality})
     if args.rl_steps:
         model.learn(args.rl_steps, progress_bar=True)
         quality = heldout_quality(model, env, obs[-n_held:], held_c, compliance[-n_held:])
@@ -179,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     sidecar = {
         "env": env_id, "algo": "ppo", "env_kwargs": {},
         "script": "scripts/train_pretrained_agent.py",
-        "command": " ".join(["python", "scripts/train_pretrained_agent.py",
-                             *(argv if argv is not None else sys.argv[1:])]),
+        # Every command that made it, in order (a run with --init continues the agent of the one before).
+        "commands": [*previous_commands, " ".join(["python", "scripts/train_pretrained_agent.py",
+                                                   *(argv if argv is not None else sys.argv[1:])])],
         "data": {"source": "scripts/make_structures_dataset.py", "settings": settings, "heldout": n_held,
                  "mirrored": not args.no_mirror},
         "policy": policy_kwargs, "stages": stages, "generator": env.unwrapped.generator.name,

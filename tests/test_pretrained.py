@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from designgym.agents.evaluation import PRETRAINED_DIR, load_agent, make_design, pretrained_path
 
 SHIPPED = ["designgym/Cantilever-v0", "designgym/AMBracket-v0"]
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.mark.parametrize("env_id", SHIPPED)
@@ -69,3 +71,34 @@ def test_design_command_uses_the_pretrained_agent_and_polishes(tmp_path):
          "--polish", "-1", "--out", str(out)], capture_output=True, text=True, timeout=120,
     )
     assert bad.returncode == 2 and "polish must be >= 0" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_refined_targets_are_never_worse_than_the_targets_or_the_policy():
+    """The refinement stage of scripts/train_pretrained_agent.py: per case, the new target scores at
+    least as well as the old target and as the policy's own action (the search starts from it)."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import train_pretrained_agent as script
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+    env = gym.make("designgym/Cantilever-v0")
+    model = PPO.load(pretrained_path("designgym/Cantilever-v0"), device="cpu")
+    rng = np.random.default_rng(7)
+    cases = [env.unwrapped.problem.sample_conditions(rng) for _ in range(4)]
+    obs = np.stack([env.reset(options={"conditions": c})[0] for c in cases])
+    targets = rng.uniform(-1, 1, (4, env.action_space.shape[0])).astype(np.float32)  # poor ones: random latents
+    refined, report = script.refine_targets(env, model, obs, cases, targets, evals=10, sigma=0.1, seed=0)
+
+    def score(actions):
+        return np.array([script.judge_batch(env, a[None, :], c)[0] for a, c in zip(actions, cases, strict=True)])
+
+    before, after = score(targets), score(refined)
+    policy = score(model.predict(obs, deterministic=True)[0])
+    assert np.all(after >= before - 1e-6) and np.all(after >= policy - 1e-6), (before, policy, after)
+    assert after.sum() > before.sum() and report["mean_score_gain"] > 0
+    assert 0.0 <= report["search_found_best"] <= 1.0
+    env.close()
