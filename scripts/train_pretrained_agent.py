@@ -126,22 +126,9 @@ def fit_policy(model, obs: np.ndarray, actions: np.ndarray, held: int, epochs: i
 
 def judge_batch(env, actions: np.ndarray, conditions: dict) -> np.ndarray:
     """The env's score (higher is better) of each action under one set of conditions, decoded together."""
-    from designgym.agents.baselines import _score
+    from designgym.agents.baselines import judge_batch as judge
 
-    base = env.unwrapped
-    latents = np.clip(actions, -1.0, 1.0).astype(np.float32) * base.latent_bound
-    vector = base.problem.conditions_vector(conditions, keys=tuple(getattr(base.generator, "condition_keys", ()) or ())
-                                            or None)
-    if base.generator.conditions_dim:
-        designs = base.generator.decode_numpy(latents, np.repeat(vector[None, :], len(latents), axis=0))
-    else:
-        designs = base.generator.decode_numpy(latents)
-    scores = []
-    for design in designs:
-        if base.repair:
-            design = base.problem.repair(design, conditions)
-        scores.append(_score(base, base.problem.evaluate(design, conditions)))
-    return np.asarray(scores)
+    return judge(env.unwrapped, actions, conditions)[2]
 
 
 def refine_targets(env, model, obs: np.ndarray, conditions: list[dict], targets: np.ndarray, evals: int,

@@ -108,18 +108,26 @@ def _score(env: Any, evaluation: Any) -> float:
     return float(env._score_of(evaluation) - penalty)
 
 
-def _judge(env: Any, action: np.ndarray, conditions: dict[str, Any]) -> tuple[np.ndarray, Any, float]:
-    latent = np.clip(np.asarray(action, dtype=np.float32), -1, 1) * env.latent_bound
+def judge_batch(env: Any, actions: np.ndarray, conditions: dict[str, Any]) -> tuple[np.ndarray, list[Any], np.ndarray]:
+    """Designs, evaluations and scores (the env's reward objective minus its penalties) of a batch of
+    actions under one set of conditions: one decode for all of them, then repair and judging as
+    the env does."""
+    latents = np.clip(np.asarray(actions, dtype=np.float32), -1, 1) * env.latent_bound
     if env.generator.conditions_dim:
         keys = tuple(getattr(env.generator, "condition_keys", ()) or ()) or None
         vector = env.problem.conditions_vector(conditions, keys=keys)
-        design = env.generator.decode_numpy(latent[None, :], vector[None, :])[0]
+        designs = env.generator.decode_numpy(latents, np.repeat(vector[None, :], len(latents), axis=0))
     else:
-        design = env.generator.decode_numpy(latent[None, :])[0]
+        designs = env.generator.decode_numpy(latents)
     if env.repair:
-        design = env.problem.repair(design, conditions)
-    evaluation = env.problem.evaluate(design, conditions)
-    return design, evaluation, _score(env, evaluation)
+        designs = np.stack([env.problem.repair(design, conditions) for design in designs])
+    evaluations = [env.problem.evaluate(design, conditions) for design in designs]
+    return designs, evaluations, np.array([_score(env, evaluation) for evaluation in evaluations])
+
+
+def _judge(env: Any, action: np.ndarray, conditions: dict[str, Any]) -> tuple[np.ndarray, Any, float]:
+    designs, evaluations, scores = judge_batch(env, np.asarray(action)[None, :], conditions)
+    return designs[0], evaluations[0], float(scores[0])
 
 
 def _search(env: Any, conditions: dict[str, Any], method: str, budget: int, seed: int
