@@ -77,7 +77,10 @@ def test_interrupt_saves_a_checkpoint_that_resume_continues(tmp_path, how, env, 
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr
     (steps,) = checkpoints(run)
-    assert steps >= 200
+    # A monitor writes its line inside the vector step, and SB3 counts the step once all envs have
+    # returned: a signal landing in between leaves the monitors one step of the envs (n_envs=2)
+    # ahead of the checkpoint, which holds only what was counted.
+    assert steps >= 200 - 2
     checkpoint = run / "checkpoints" / f"model_{steps}_steps.zip"
     assert stderr.strip() == (f"designgym: interrupted at step {steps}; checkpoint saved to {checkpoint}; "
                               f"continue with `designgym train --resume {run}`")
