@@ -72,7 +72,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     argv = ["designgym", *sys.argv[1:]]
     if args.resume is not None:
-        result = resume(args.resume, timesteps=args.timesteps, progress=progress, argv=argv)
+        result = resume(args.resume, timesteps=args.timesteps, progress=progress, argv=argv,
+                        threads=args.threads or None)
         return _report_training(result, args.json)
     config = TrainConfig(
         env=args.env,
@@ -92,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         save_freq=args.save_freq,
         tensorboard_log=None if args.tensorboard_log is None else str(args.tensorboard_log),
         progress=progress,
+        threads=args.threads or None,
     )
     return _report_training(train(config, argv=argv), args.json)
 
@@ -333,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard-log", type=Path, default=None, help="TensorBoard folder (default: RUN/tb)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue that run from its latest checkpoint; the other settings come from it")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads of the training process (default 0: torch's own, one per core; 1 is "
+                        "often fastest for small networks or on a machine other processes share)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on in a terminal)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -109,6 +109,7 @@ CASES = {
                             "'fast_3e-4' is neither a number nor a schedule like 'lin_3e-4'"),
     "train: negative timesteps": (["train", "--timesteps", "-5"], "--timesteps must be at least 1, got -5"),
     "train: --out is a file": (["train", "--out", "notes.txt"], "--out notes.txt is a file"),
+    "train: negative threads": (["train", "--threads", "-1"], "--threads must be a whole number of at least 1"),
     "train: bad env argument": (["train", "--timesteps", "64", "--env-kwargs", "action_mode=sideways"],
                                 "action_mode must be one of 'direct', 'delta'; got 'sideways'"),
     "train: unknown env argument": (["train", "--timesteps", "64", "--env-kwargs", "step_sise=0.1"],
@@ -157,6 +158,9 @@ CASES = {
                                    "model_96_steps.zip cannot be read (ValueError"),
     "resume: finished run": (["train", "--resume", RUN], "has already reached 96 of 96 steps; pass --timesteps"),
     "resume: not a run": (["train", "--resume", "runs"], "runs is not a run folder (no config.json)"),
+    "resume: negative threads": (["train", "--resume", RUN, "--timesteps", "200", "--threads", "-3"],
+                                 "--threads must be a whole number of at least 1 (or left out for torch's default), "
+                                 "got -3"),
     # study storage
     "tune: unreachable PostgreSQL": (["tune", "--storage", "postgresql+psycopg2://me:secret@127.0.0.1:9/studies",
                                       "--n-trials", "1"], "cannot open the study storage postgresql+psycopg2://me:***@127.0.0.1:9/studies"),

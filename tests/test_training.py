@@ -118,6 +118,35 @@ def test_resume_continues_the_step_count_from_the_latest_checkpoint(tmp_path, al
         resume(second.run_dir)
 
 
+def test_threads_are_set_for_the_run_recorded_and_given_back(tmp_path, monkeypatch):
+    import torch
+
+    from designgym.agents import training
+
+    seen = []
+    set_up = training._set_up
+    monkeypatch.setattr(training, "_set_up", lambda *a: (seen.append(torch.get_num_threads()), set_up(*a))[1])
+    before = torch.get_num_threads()
+    config = TrainConfig(env="designgym/Extrusion-v0", timesteps=64, n_envs=2, out=str(tmp_path), run_name="t",
+                         eval_episodes=1, save_freq=32, eval_freq=0, device="cpu", hyperparams=TINY["ppo"],
+                         threads=before + 1)
+    run = train(config).run_dir
+    assert seen == [before + 1] and torch.get_num_threads() == before  # the caller's setting is back
+    assert json.loads((run / "config.json").read_text())["threads"] == before + 1
+    # A resumed run may run on another machine: its threads can be given anew, and are recorded.
+    training.resume(run, timesteps=128, threads=before + 2)
+    assert seen == [before + 1, before + 2] and torch.get_num_threads() == before
+    assert json.loads((run / "config.json").read_text())["threads"] == before + 2
+    training.resume(run, timesteps=192)  # not given: the run's own
+    assert seen[-1] == before + 2
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=f"--threads must be a whole number of at least 1.*got {bad}"):
+            train(TrainConfig(env="designgym/Extrusion-v0", out=str(tmp_path), run_name="bad", threads=bad))
+    with pytest.raises(ValueError, match="--threads must be a whole number of at least 1.*got -2"):
+        training.resume(run, timesteps=256, threads=-2)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_resume_refuses_what_is_not_a_run(tmp_path):
     from designgym.agents.training import resume
 

@@ -89,6 +89,9 @@ class TrainConfig:
         save_freq: env steps between checkpoints (0: none; default: a tenth of the run).
         tensorboard_log: where TensorBoard events go (default: ``<run folder>/tb``).
         progress: show a progress bar.
+        threads: torch threads of the training process (``None``: torch's default, one per core).
+            One is often fastest for small policy networks, and on a machine that other busy
+            processes share: each extra thread then waits for a core.
     """
 
     env: str = "designgym/Extrusion-v0"
@@ -108,6 +111,7 @@ class TrainConfig:
     save_freq: int | None = None
     tensorboard_log: str | None = None
     progress: bool = False
+    threads: int | None = None
 
 
 @dataclass
@@ -249,6 +253,7 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     for name in ("timesteps", "n_envs", "eval_episodes"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
+    _check_threads(config.threads)
     if Path(config.out).exists() and not Path(config.out).is_dir():
         raise ValueError(f"--out {config.out} is a file; it must be the folder that holds run folders")
     for name in ("eval_freq", "save_freq"):
@@ -275,10 +280,17 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
         raise failed.__cause__ from None
 
 
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"--threads must be a whole number of at least 1 (or left out for torch's default), "
+                         f"got {threads!r}")
+
+
 def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | None = None,
-           argv: list[str] | None = None) -> TrainResult:
+           argv: list[str] | None = None, threads: int | None = None) -> TrainResult:
     """Continue a run from its latest checkpoint (model, optimiser, replay buffer, normalisation
-    statistics, step count) up to ``timesteps`` in all (default: the run's own total).
+    statistics, step count) up to ``timesteps`` in all (default: the run's own total). ``threads``
+    replaces the run's torch threads (a setting of the machine, not of the agent).
 
     A killed run loses at most the steps since its last checkpoint.
     """
@@ -294,6 +306,9 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | N
         config.timesteps = int(timesteps)
     if progress is not None:
         config.progress = progress
+    if threads is not None:
+        _check_threads(threads)
+        config.threads = threads
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise FileNotFoundError(
@@ -385,12 +400,34 @@ def _run(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoin
         _SetupFailed: when it fails (or is interrupted) before training starts; nothing was trained.
         TrainingInterrupted: on Ctrl-C or SIGTERM during training, after saving a checkpoint.
     """
+    started = time.perf_counter()
+    with _torch_threads(config.threads):
+        return _train_and_report(config, settings, run_dir, checkpoint, before_training, started)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (``None``: left alone) and set back afterwards."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_and_report(config: TrainConfig, settings: dict[str, Any], run_dir: Path, checkpoint: Path | None,
+                      before_training: Callable[[], None], started: float) -> TrainResult:
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
     from designgym.agents.pictures import save_design_grid, save_learning_curve
 
-    started = time.perf_counter()
     try:
         model, vec_env, saver, callbacks = _set_up(config, settings, run_dir, checkpoint)
     except BaseException as exc:
