@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--refine-evals", type=int, default=24, help="judged designs per case and round")
     p.add_argument("--refine-sigma", type=float, default=0.1, help="CMA-ES step size in action units")
     p.add_argument("--refine-epochs", type=int, default=60, help="passes of each refit")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes for the refinement's searches (the result does not depend on it)")
     p.add_argument("--rl-steps", type=int, default=0, help="PPO steps on the env's reward afterwards")
     p.add_argument("--rl-lr", type=float, default=5e-5, help="PPO learning rate of the second stage")
     p.add_argument("--seed", type=int, default=0)
@@ -131,38 +133,74 @@ def judge_batch(env, actions: np.ndarray, conditions: dict) -> np.ndarray:
     return judge(env.unwrapped, actions, conditions)[2]
 
 
-def refine_targets(env, model, obs: np.ndarray, conditions: list[dict], targets: np.ndarray, evals: int,
-                   sigma: float, seed: int) -> tuple[np.ndarray, dict[str, float]]:
-    """Better targets: per case, the best of the current target, the policy's action and a short
-    CMA-ES started from the policy's action (``evals`` judged designs in all)."""
+def _refine_case(env, target: np.ndarray, start: np.ndarray, conditions: dict, evals: int, sigma: float,
+                 seed: int) -> tuple[np.ndarray, float, bool]:
+    """One case: the best of the target, the policy's action ``start`` and a CMA-ES started from it,
+    with the score gained over the target and whether the search found the best."""
     import cmaes
 
-    predicted = model.predict(obs, deterministic=True)[0]
-    dim = targets.shape[1]
+    dim = target.shape[0]
     population = max(4, min(8, evals // 3))
-    new = targets.copy()
-    gains, picked_search = [], 0
-    for i in tqdm(range(len(obs)), desc="refining targets", unit="case"):
-        start = np.clip(predicted[i], -0.999, 0.999)
-        scores = judge_batch(env, np.stack([targets[i], start]), conditions[i])
-        best_score, best = (scores[0], targets[i]) if scores[0] >= scores[1] else (scores[1], start)
-        from_search = False
-        search = cmaes.CMA(mean=start.astype(np.float64), sigma=sigma, bounds=np.tile([-1.0, 1.0], (dim, 1)),
-                           population_size=population, seed=seed + i)
-        used = 2
-        while used + population <= evals:
-            asked = np.stack([search.ask() for _ in range(population)])
-            values = judge_batch(env, asked, conditions[i])
-            search.tell([(a, -v) for a, v in zip(asked, values, strict=True)])
-            used += population
-            k = int(np.argmax(values))
-            if values[k] > best_score:
-                best_score, best, from_search = values[k], asked[k], True
-        gains.append(best_score - scores[0])
-        picked_search += from_search
-        new[i] = best
-    return new.astype(np.float32), {"mean_score_gain": float(np.mean(gains)),
-                                    "search_found_best": picked_search / len(obs)}
+    start = np.clip(start, -0.999, 0.999)
+    scores = judge_batch(env, np.stack([target, start]), conditions)
+    best_score, best = (scores[0], target) if scores[0] >= scores[1] else (scores[1], start)
+    from_search = False
+    search = cmaes.CMA(mean=start.astype(np.float64), sigma=sigma, bounds=np.tile([-1.0, 1.0], (dim, 1)),
+                       population_size=population, seed=seed)
+    used = 2
+    while used + population <= evals:
+        asked = np.stack([search.ask() for _ in range(population)])
+        values = judge_batch(env, asked, conditions)
+        search.tell([(a, -v) for a, v in zip(asked, values, strict=True)])
+        used += population
+        k = int(np.argmax(values))
+        if values[k] > best_score:
+            best_score, best, from_search = values[k], asked[k], True
+    return best, float(best_score - scores[0]), from_search
+
+
+_WORKER_ENV = None
+
+
+def _start_worker(env_id: str) -> None:
+    global _WORKER_ENV
+    import gymnasium as gym
+
+    torch.set_num_threads(1)
+    _WORKER_ENV = gym.make(env_id)
+
+
+def _refine_chunk(job: tuple) -> list[tuple[np.ndarray, float, bool]]:
+    targets, starts, conditions, evals, sigma, seeds = job
+    return [_refine_case(_WORKER_ENV, t, s, c, evals, sigma, seed)
+            for t, s, c, seed in zip(targets, starts, conditions, seeds, strict=True)]
+
+
+def refine_targets(env, model, obs: np.ndarray, conditions: list[dict], targets: np.ndarray, evals: int,
+                   sigma: float, seed: int, workers: int = 1) -> tuple[np.ndarray, dict[str, float]]:
+    """Better targets: per case, the best of the current target, the policy's action and a short
+    CMA-ES started from the policy's action (``evals`` judged designs in all). Case ``i``'s search
+    is seeded with ``seed + i``, so the result does not depend on ``workers`` (processes)."""
+    predicted = model.predict(obs, deterministic=True)[0]
+    seeds = [seed + i for i in range(len(obs))]
+    if workers <= 1:
+        results = [_refine_case(env, targets[i], predicted[i], conditions[i], evals, sigma, seeds[i])
+                   for i in tqdm(range(len(obs)), desc="refining targets", unit="case")]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        size = 32
+        jobs = [(targets[i:i + size], predicted[i:i + size], conditions[i:i + size], evals, sigma, seeds[i:i + size])
+                for i in range(0, len(obs), size)]
+        results = []
+        with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(env.spec.id,)) as pool, \
+                tqdm(total=len(obs), desc=f"refining targets ({workers} processes)", unit="case") as bar:
+            for chunk in pool.map(_refine_chunk, jobs):  # in order
+                results.extend(chunk)
+                bar.update(len(chunk))
+    new = np.stack([best for best, _, _ in results]).astype(np.float32)
+    return new, {"mean_score_gain": float(np.mean([gain for _, gain, _ in results])),
+                 "search_found_best": sum(found for _, _, found in results) / len(obs)}
 
 
 def heldout_quality(model, env, obs: np.ndarray, conditions: list[dict], compliance: np.ndarray) -> dict[str, float]:
@@ -238,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     n_train = len(train_c)
     for round_ in range(done_rounds, done_rounds + args.refine_rounds):
         refined, gain = refine_targets(env, model, obs[:n_train], train_c, actions[:n_train], args.refine_evals,
-                                       args.refine_sigma, args.seed + 100_000 * round_)
+                                       args.refine_sigma, args.seed + 100_000 * round_, workers=args.workers)
         actions = np.concatenate([refined, actions[n_train:]])
         losses = fit_policy(model, obs, actions, n_held, args.refine_epochs, args.lr / 3, args.seed + round_ + 1)
         quality = heldout_quality(model, env, obs[-n_held:], held_c, compliance[-n_held:])

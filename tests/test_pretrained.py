@@ -101,4 +101,9 @@ def test_refined_targets_are_never_worse_than_the_targets_or_the_policy():
     assert np.all(after >= before - 1e-6) and np.all(after >= policy - 1e-6), (before, policy, after)
     assert after.sum() > before.sum() and report["mean_score_gain"] > 0
     assert 0.0 <= report["search_found_best"] <= 1.0
+    # Each case's search is seeded by its index: worker processes give the same targets.
+    in_processes, same = script.refine_targets(env, model, obs, cases, targets, evals=10, sigma=0.1, seed=0,
+                                               workers=2)
+    np.testing.assert_array_equal(in_processes, refined)
+    assert same == report
     env.close()
