@@ -17,9 +17,16 @@ The latent methods decode through the agent's env settings (generator, repair), 
 are judged on the same terms. Reported per method: median and 90th-percentile compliance ratio to
 SIMP (same conditions, same volume fraction), the share of designs whose volume is more than one
 per cent off the target, with floating material, whose load reaches no support, and (AMBracket)
-the mean overhang and member-size violations, the share meeting every rule, evaluations per
-design and the median wall time per design (both cores busy: the cases run in ``--workers``
-processes, one thread each).
+the mean overhang and member-size violations, the share meeting every rule, the median of the
+env's score (its reward for the design in one step: the objective minus the weighted penalties,
+what the policy and the searches both optimise), the share of cases in which the policy's design
+scores at least as well as the method's ("policy >=", paired by case), evaluations per design and
+the median wall time per design (both cores busy: the cases run in ``--workers`` processes, one
+thread each).
+
+The compliance ratio alone does not rank designs of an env with rules SIMP ignores (the bracket's
+printability): a search that trades stiffness for printability has the worse ratio and the better
+design. So "at least as good as CMA-ES" is judged on the env's score, case by case.
 
     python benchmarks/quality.py                                   # as in benchmarks/RESULTS.md
     python benchmarks/quality.py --envs designgym/Cantilever-v0 --cases 6 --budgets 1 10   # a quick look
@@ -83,7 +90,7 @@ def run_case(env_id: str, agent_path: str, case: int, conditions: dict[str, Any]
     import torch
 
     import designgym  # noqa: F401 (registers the envs)
-    from designgym.agents.baselines import _reference, search_anytime
+    from designgym.agents.baselines import _reference, _score, search_anytime
 
     agent = _agent(env_id, agent_path)
     env = gym.make(env_id, **agent.env_kwargs)
@@ -100,6 +107,7 @@ def run_case(env_id: str, agent_path: str, case: int, conditions: dict[str, Any]
             "evaluations": evaluations, "feasible": bool(evaluation.feasible),
             "objectives": evaluation.objectives, "violations": evaluation.violations,
             "volume_off": abs(evaluation.objectives["volume_fraction"] - checked["volfrac"]),
+            "score": _score(base, evaluation),
         }
         if keep_designs:
             row["design"] = np.asarray(design, dtype=np.float32)
@@ -161,8 +169,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["env"], row["method"], row["budget"]), []).append(row)
+    policy_score = {(r["env"], r["case"]): r["score"] for r in rows if r["method"] == "policy"}
     out = []
     for (env_id, method, budget), group in groups.items():
+        paired = [policy_score[env_id, r["case"]] >= r["score"] for r in group if (env_id, r["case"]) in policy_score]
         ratios = np.array([r["ratio"] for r in group])
         violations = {k: np.array([r["violations"][k] for r in group]) for k in group[0]["violations"]}
         line = {
@@ -172,6 +182,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "floating_rate": float(np.mean(violations["floating_material"] > 0)),
             "load_path_rate": float(np.mean(violations["load_path"] > 0)),
             "feasible_rate": float(np.mean([r["feasible"] for r in group])),
+            "score_median": float(np.median([r["score"] for r in group])),
+            "policy_at_least_as_good": float(np.mean(paired)) if paired else float("nan"),
             "evaluations": float(np.mean([r["evaluations"] or 0 for r in group])),
             "seconds_median": float(np.median([r["seconds"] for r in group])),
         }
@@ -197,14 +209,15 @@ def print_table(summary: list[dict[str, Any]]) -> None:
         print(f"\n{env_id} ({lines[0]['cases']} held-out conditions)")
         head = (f"{'method':<15}{'budget':>7}{'ratio med':>10}{'p90':>8}{'vol off':>8}{'floating':>9}"
                 f"{'no path':>8}{'feasible':>9}" + (f"{'overhang':>9}{'member':>8}" if am else "")
-                + f"{'evals':>8}{'s/design':>10}")
+                + f"{'score med':>10}{'policy >=':>10}{'evals':>8}{'s/design':>10}")
         print(head)
         for s in lines:
             budget = "" if s["budget"] is None else str(s["budget"])
             extra = f"{s['overhang_mean']:>9.3f}{s['member_size_mean']:>8.3f}" if am else ""
             print(f"{s['method']:<15}{budget:>7}{_ratio(s['ratio_median'], 10)}{_ratio(s['ratio_p90'], 8)}"
                   f"{s['volume_off_rate']:>8.2f}{s['floating_rate']:>9.2f}{s['load_path_rate']:>8.2f}"
-                  f"{s['feasible_rate']:>9.2f}{extra}{s['evaluations']:>8.0f}{s['seconds_median']:>10.4f}")
+                  f"{s['feasible_rate']:>9.2f}{extra}{s['score_median']:>10.3f}{s['policy_at_least_as_good']:>10.2f}"
+                  f"{s['evaluations']:>8.0f}{s['seconds_median']:>10.4f}")
 
 
 def targets(summary: list[dict[str, Any]], env_id: str) -> list[str]:
@@ -221,9 +234,13 @@ def targets(summary: list[dict[str, Any]], env_id: str) -> list[str]:
                f"{'met' if ok and policy['ratio_median'] <= 1.05 else 'not met'}")
     cma = lines.get(("cmaes", 100))
     if cma is not None:
-        ok = policy["ratio_median"] <= cma["ratio_median"]
+        # On the env's score, case by case: at least as good in at least half of the cases.
+        share = cma["policy_at_least_as_good"]
+        ok = share >= 0.5
         out.append(f"policy in 1 evaluation at least as good as CMA-ES with 100: {'MET' if ok else 'NOT MET'} "
-                   f"(median ratio {policy['ratio_median']:.3f} against {cma['ratio_median']:.3f})")
+                   f"(the policy's design scores at least as well in {share:.0%} of the cases; median score "
+                   f"{policy['score_median']:.3f} against {cma['score_median']:.3f}, median compliance ratio "
+                   f"{policy['ratio_median']:.3f} against {cma['ratio_median']:.3f})")
     speed = simp["seconds_median"] / policy["seconds_median"]
     out.append(f"at least 100x less wall time per design than SIMP: {'MET' if speed >= 100 else 'NOT MET'} "
                f"({speed:.0f}x: {policy['seconds_median'] * 1e3:.1f} ms against {simp['seconds_median']:.2f} s)")
@@ -231,7 +248,8 @@ def targets(summary: list[dict[str, Any]], env_id: str) -> list[str]:
 
 
 def save_pictures(rows: list[dict[str, Any]], summary: list[dict[str, Any]], env_id: str, path: Path) -> None:
-    """Rows of cases; columns: policy, policy+polish, the best latent search at its largest budget, SIMP."""
+    """Rows of cases; columns: policy, policy+polish, the latent search of the best median score at its
+    largest budget, SIMP."""
     import gymnasium as gym
 
     import designgym  # noqa: F401
@@ -243,7 +261,7 @@ def save_pictures(rows: list[dict[str, Any]], summary: list[dict[str, Any]], env
     best = None
     if lines:
         top = max(s["budget"] for s in lines)
-        best = min((s for s in lines if s["budget"] == top), key=lambda s: s["ratio_median"])
+        best = max((s for s in lines if s["budget"] == top), key=lambda s: s["score_median"])
     images, captions = [], []
     cases = sorted({r["case"] for r in rows if r["env"] == env_id and "design" in r})
     for case in cases:
@@ -257,7 +275,8 @@ def save_pictures(rows: list[dict[str, Any]], summary: list[dict[str, Any]], env
             images.append(problem.render(row["design"], conditions))
             label = method if budget is None else f"{method} @{budget}"
             marks = "" if row["feasible"] else ", breaks a rule"
-            captions.append(f"{label}\nC/C_simp {_ratio(row['ratio']).strip()}, {row['seconds'] * 1e3:.0f} ms{marks}")
+            captions.append(f"{label}\nC/C_simp {_ratio(row['ratio']).strip()}, score {row['score']:.2f}, "
+                            f"{row['seconds'] * 1e3:.0f} ms{marks}")
     title = f"{env_id}: held-out conditions, one row each"
     save_design_grid(path, images, captions, title=title, columns=len(columns) + (2 if best else 1))
 
@@ -295,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{env_id}: agent {path}; {time.perf_counter() - started:.0f} s")
         all_rows.extend(rows)
         summary = summarise(rows)
+        save_json(args.out / "quality.json", all_rows, env_ids)  # minutes of searching are kept before drawing
         if args.pictures > 0:
             png = args.out / f"quality_{env_id.split('/')[-1]}.png"
             save_pictures(rows, summary, env_id, png)
@@ -307,12 +327,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\ntargets on {env_id}:")
             for line in lines:
                 print(f"  - {line}")
-    plain = [{k: v for k, v in r.items() if k != "design"} for r in all_rows]
-    (args.out / "quality.json").write_text(json.dumps(
-        {"argv": sys.argv[1:], "summary": summary, "targets": verdicts, "cases": plain}, indent=1,
-        default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
+    save_json(args.out / "quality.json", all_rows, env_ids)
     print(f"every case: {args.out / 'quality.json'}")
     return 0
+
+
+def save_json(path: Path, rows: list[dict[str, Any]], env_ids: list[str]) -> None:
+    """Every case (designs left out), the summary and the verdicts, replaced whole."""
+    from designgym.agents.training import write_text_atomic
+
+    summary = summarise(rows)
+    verdicts = {e: targets(summary, e) for e in env_ids}
+    plain = [{k: v for k, v in r.items() if k != "design"} for r in rows]
+    write_text_atomic(path, json.dumps(
+        {"argv": sys.argv[1:], "summary": summary, "targets": verdicts, "cases": plain}, indent=1,
+        default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
 
 
 if __name__ == "__main__":
