@@ -275,7 +275,7 @@ def save_pictures(rows: list[dict[str, Any]], summary: list[dict[str, Any]], env
             images.append(problem.render(row["design"], conditions))
             label = method if budget is None else f"{method} @{budget}"
             marks = "" if row["feasible"] else ", breaks a rule"
-            captions.append(f"{label}\nC/C_simp {_ratio(row['ratio']).strip()}, score {row['score']:.2f}, "
+            captions.append(f"{label}\nC/C_simp {_ratio(row['ratio']).strip()}, score {row['score']:.2f}\n"
                             f"{row['seconds'] * 1e3:.0f} ms{marks}")
     title = f"{env_id}: held-out conditions, one row each"
     save_design_grid(path, images, captions, title=title, columns=len(columns) + (2 if best else 1))
