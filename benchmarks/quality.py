@@ -142,13 +142,13 @@ def run_case(env_id: str, agent_path: str, case: int, conditions: dict[str, Any]
     generator = base.generator
     if hasattr(generator, "encode"):
         start = time.perf_counter()
-        keys = tuple(getattr(generator, "condition_keys", ()) or ()) or None
-        vector = problem.conditions_vector(checked, keys=keys)[None, :] if generator.conditions_dim else None
+        vector = base.generator_conditions(checked)
+        vector = None if vector is None else vector[None, :]
         with torch.no_grad():
             mu, _ = generator.encode(torch.as_tensor(simp_design[None, :, :]),
                                      None if vector is None else torch.as_tensor(vector))
         z = np.clip(mu.numpy(), -base.latent_bound, base.latent_bound)
-        design = base.finish_design(generator.decode_numpy(z, vector)[0])  # the episode's conditions
+        design = base.finish_design(generator.decode_numpy(z, vector)[0], checked)
         record("nearest", design, time.perf_counter() - start, 1)
 
     for method in methods:

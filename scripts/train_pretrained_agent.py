@@ -75,15 +75,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def encoded_targets(env, designs: np.ndarray, conditions: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Observations at the start of each case, and the action whose latent is the encoder's mean."""
     base = env.unwrapped
-    generator, problem = base.generator, base.problem
-    keys = tuple(getattr(generator, "condition_keys", ()) or ()) or None
+    generator = base.generator
     observations, actions = [], []
     for start in tqdm(range(0, len(designs), 256), desc="encoding optima", leave=False):
         batch = designs[start : start + 256]
         given = conditions[start : start + 256]
         vectors = None
         if generator.conditions_dim:
-            vectors = torch.as_tensor(np.stack([problem.conditions_vector(c, keys=keys) for c in given]))
+            vectors = torch.as_tensor(np.stack([base.generator_conditions(c) for c in given]))
         with torch.no_grad():
             mu, _ = generator.encode(torch.as_tensor(batch), vectors)
         actions.append(np.clip(mu.numpy() / base.latent_bound, -1.0, 1.0))

@@ -113,14 +113,12 @@ def judge_batch(env: Any, actions: np.ndarray, conditions: dict[str, Any]) -> tu
     actions under one set of conditions: one decode for all of them, then repair and judging as
     the env does."""
     latents = np.clip(np.asarray(actions, dtype=np.float32), -1, 1) * env.latent_bound
-    if env.generator.conditions_dim:
-        keys = tuple(getattr(env.generator, "condition_keys", ()) or ()) or None
-        vector = env.problem.conditions_vector(conditions, keys=keys)
-        designs = env.generator.decode_numpy(latents, np.repeat(vector[None, :], len(latents), axis=0))
-    else:
+    vector = env.generator_conditions(conditions)
+    if vector is None:
         designs = env.generator.decode_numpy(latents)
-    if env.repair:
-        designs = np.stack([env.problem.repair(design, conditions) for design in designs])
+    else:
+        designs = env.generator.decode_numpy(latents, np.repeat(vector[None, :], len(latents), axis=0))
+    designs = np.stack([env.finish_design(design, conditions) for design in designs])
     evaluations = [env.problem.evaluate(design, conditions) for design in designs]
     return designs, evaluations, np.array([_score(env, evaluation) for evaluation in evaluations])
 

@@ -280,18 +280,22 @@ class LatentDesignEnv(gym.Env):
         self.design = design
         self.evaluation = self.problem.evaluate(design, self.conditions)
 
-    def generator_conditions(self) -> np.ndarray | None:
-        """What a conditional generator decodes with: the episode's conditions vector (``None`` for
-        an unconditional generator)."""
+    def generator_conditions(self, conditions: Mapping[str, Any] | None = None) -> np.ndarray | None:
+        """What a conditional generator decodes with: the conditions vector of the episode (or of
+        ``conditions``), of the generator's ``condition_keys`` only where it has them; ``None`` for
+        an unconditional generator."""
         if self.generator.conditions_dim == 0:
             return None
         keys = tuple(getattr(self.generator, "condition_keys", ()) or ())
-        return self.problem.conditions_vector(self.conditions, keys=keys or None)
+        return self.problem.conditions_vector(self.conditions if conditions is None else conditions,
+                                              keys=keys or None)
 
-    def finish_design(self, decoded: np.ndarray) -> np.ndarray:
-        """The design judged for a decoded one: repaired under the episode's conditions with
-        ``repair=True``, else the decoded design itself."""
-        return self.problem.repair(decoded, self.conditions) if self.repair else decoded
+    def finish_design(self, decoded: np.ndarray, conditions: Mapping[str, Any] | None = None) -> np.ndarray:
+        """The design judged for a decoded one: with ``repair=True``, repaired under the episode's
+        conditions (or ``conditions``), else the decoded design itself."""
+        if not self.repair:
+            return decoded
+        return self.problem.repair(decoded, self.conditions if conditions is None else conditions)
 
     # Decoding is deterministic, so the designs of the two latest latents are kept and reused when
     # a latent repeats (every episode of a direct-mode env starts from the zero latent). A
