@@ -23,7 +23,8 @@ import time
 import gymnasium as gym
 import numpy as np
 
-from designgym.agents.training import TrainConfig, rollout, train
+from designgym.agents.rollouts import rollout
+from designgym.agents.training import TrainConfig, train
 from designgym.envs.registration import resolve_env_id
 
 

@@ -16,7 +16,8 @@ import tempfile
 import time
 
 import designgym
-from designgym.agents.training import ALGORITHMS, TrainConfig, train
+from designgym.agents.algorithms import ALGORITHMS
+from designgym.agents.training import TrainConfig, train
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import torch
 from stable_baselines3 import PPO
 
 import designgym
-from designgym.agents.training import DEFAULT_HYPERPARAMS
+from designgym.agents.algorithms import DEFAULT_HYPERPARAMS
 from designgym.envs.vector import make_batched_vec_env
 
 

@@ -23,7 +23,7 @@ from stable_baselines3 import PPO
 sys.path.insert(0, str(Path(__file__).parent))
 from vec_env import build  # noqa: E402
 
-from designgym.agents.training import DEFAULT_HYPERPARAMS  # noqa: E402
+from designgym.agents.algorithms import DEFAULT_HYPERPARAMS  # noqa: E402
 
 
 def fps(kind: str, env_id: str, n: int, timesteps: int, seed: int = 0) -> float:

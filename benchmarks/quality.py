@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def save_json(path: Path, rows: list[dict[str, Any]], env_ids: list[str]) -> None:
     """Every case (designs left out), the summary and the verdicts, replaced whole."""
-    from designgym.agents.training import write_text_atomic
+    from designgym.agents.files import write_text_atomic
 
     summary = summarise(rows)
     verdicts = {e: targets(summary, e) for e in env_ids}

@@ -237,7 +237,7 @@ def cmd_design(args: argparse.Namespace) -> int:
     import numpy as np
 
     from designgym.agents.evaluation import load_agent, make_design
-    from designgym.agents.training import atomic_path
+    from designgym.agents.files import atomic_path
     from designgym.envs.registration import resolve_env_id
 
     env_id = resolve_env_id(args.env)

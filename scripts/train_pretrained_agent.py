@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 import designgym
 from designgym.agents.evaluation import PRETRAINED_DIR
-from designgym.agents.training import atomic_path, write_text_atomic
+from designgym.agents.files import atomic_path, write_text_atomic
 from designgym.envs.vector import make_batched_vec_env
 
 

@@ -4,6 +4,7 @@ import pytest
 from stable_baselines3 import PPO, TD3
 from torch import nn
 
+from designgym.agents.algorithms import ALGORITHMS
 from designgym.agents.hyperparams import (
     HyperparamsError,
     algorithm_kwargs,
@@ -12,7 +13,7 @@ from designgym.agents.hyperparams import (
     policy_kwargs,
     schedule,
 )
-from designgym.agents.training import ALGORITHMS, TrainConfig, resolve_hyperparams, train
+from designgym.agents.training import TrainConfig, resolve_hyperparams, train
 
 
 @pytest.mark.parametrize("algo", sorted(ALGORITHMS))

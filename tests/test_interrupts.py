@@ -124,7 +124,7 @@ def test_a_killed_writer_leaves_the_file_it_was_replacing_whole(tmp_path):
     writer = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from designgym.agents.training import atomic_path
+        from designgym.agents.files import atomic_path
         with atomic_path(Path({str(target)!r})) as tmp:
             with open(tmp, "wb") as handle:
                 handle.write(b"half of a new mod")
@@ -141,7 +141,7 @@ def test_a_killed_writer_leaves_the_file_it_was_replacing_whole(tmp_path):
 
 
 def test_an_error_while_writing_leaves_the_old_file_and_no_temporary_one(tmp_path):
-    from designgym.agents.training import atomic_path
+    from designgym.agents.files import atomic_path
 
     target = tmp_path / "best_hyperparams.yml"
     target.write_text("learning_rate: 0.001\n")
@@ -184,13 +184,14 @@ def test_workers_interrupted_between_request_and_reply_are_still_closed():
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    from designgym.agents.training import _close_after_interrupt, _make_worker_env
+    from designgym.agents.interrupts import close_after_interrupt
+    from designgym.agents.training import _make_worker_env
 
     vec = make_vec_env(partial(_make_worker_env, "designgym/Extrusion-v0"), n_envs=2, vec_env_cls=SubprocVecEnv)
     vec.reset()
     vec.step_async(np.zeros((2, 8), dtype=np.float32))
     vec.remotes[0].recv()  # step_wait got this far when the interrupt came
-    closing = threading.Thread(target=_close_after_interrupt, args=(vec,), daemon=True)
+    closing = threading.Thread(target=close_after_interrupt, args=(vec,), daemon=True)
     closing.start()
     closing.join(timeout=30)
     assert not closing.is_alive(), "closing the interrupted workers hangs"

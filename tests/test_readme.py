@@ -37,8 +37,8 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_train_an_agent_yaml_example_is_a_valid_ppo_file(tmp_path):
+    from designgym.agents.algorithms import ALGORITHMS, normalize_kwargs
     from designgym.agents.hyperparams import algorithm_kwargs, check_keys, load_hyperparams
-    from designgym.agents.training import ALGORITHMS, normalize_kwargs
 
     text = README.read_text()
     section = text[text.index("## Train an agent") :]

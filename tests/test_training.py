@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import designgym
-from designgym.agents.training import ALGORITHMS, TrainConfig, train
+from designgym.agents.algorithms import ALGORITHMS
+from designgym.agents.training import TrainConfig, train
 
 TINY = {
     "ppo": {"n_steps": 32, "batch_size": 32},

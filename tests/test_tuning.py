@@ -20,9 +20,10 @@ import pytest
 import yaml
 from conftest import tensorboard_run
 
+from designgym.agents.algorithms import ALGORITHMS, make_model
 from designgym.agents.hyperparams import check_keys
 from designgym.agents.search_spaces import SEARCH_SPACES, Budget, search_space
-from designgym.agents.training import ALGORITHMS, TrainConfig, make_model
+from designgym.agents.training import TrainConfig
 
 # A study small enough for the suite: 512 steps per trial, scored 4 times on 8 seeded episodes.
 SMALL = ["--env", "Extrusion-v0", "--timesteps-per-trial", "512", "--n-evaluations", "4", "--eval-episodes", "8",

@@ -25,7 +25,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from designgym.agents.training import _caption
+from designgym.agents.pictures import caption as _caption
 
 METHODS = ("random", "cmaes", "tpe", "reference")
 

@@ -17,14 +17,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from designgym.agents.training import (
-    ALGORITHMS,
-    _caption,
-    _write_json,
-    atomic_path,
-    checkpoint_companion,
-    latest_checkpoint,
-)
+from designgym.agents.algorithms import ALGORITHMS
+from designgym.agents.checkpoints import checkpoint_companion, latest_checkpoint
+from designgym.agents.files import atomic_path, write_json
 from designgym.envs.registration import resolve_env_id
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -131,6 +126,8 @@ def evaluate_agent(
     env_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Roll the agent out on ``conditions`` (each given set once) or on ``episodes`` seeded episodes."""
+    from designgym.agents.pictures import caption
+
     env = gym.make(env_id, **{**agent.env_kwargs, **dict(env_kwargs or {})})
     _check_fits(agent, env, env_id)
     rows, designs, captions, images = [], [], [], []
@@ -157,7 +154,7 @@ def evaluate_agent(
         })
         if len(images) < 16:
             images.append(problem.render(design, info["conditions"]))
-            captions.append(_caption(info, problem.objective.name))
+            captions.append(caption(info, problem.objective.name))
     env.close()
     main = problem.objective.name
     summary = {
@@ -177,7 +174,7 @@ def write_evaluation(result: Mapping[str, Any], out_dir: Path, title: str) -> di
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "eval.json", "csv": out_dir / "eval.csv", "png": out_dir / "eval_designs.png"}
-    _write_json(paths["json"], {k: result[k] for k in ("env", "agent", "summary", "episodes")})
+    write_json(paths["json"], {k: result[k] for k in ("env", "agent", "summary", "episodes")})
     fields = list(dict.fromkeys(k for row in result["episodes"] for k in row))
     with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)

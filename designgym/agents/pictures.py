@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from designgym.agents.files import atomic_path  # noqa: E402
 
 
 def save_design_grid(
@@ -32,6 +35,14 @@ def design_grid_image(
     rgb = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
     plt.close(fig)
     return rgb
+
+
+def caption(info: dict[str, Any], main: str) -> str:
+    """The caption of a design in a grid: its ``main`` objective, and "feasible" or its worst violation."""
+    objectives, violations = info["objectives"], info["violations"]
+    worst = max(violations, key=violations.get) if violations else ""
+    status = "feasible" if info["feasible"] else f"{worst} {violations[worst]:.3g}"
+    return f"{main} {objectives[main]:.2f}\n{status}"
 
 
 def _grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str, columns: int) -> plt.Figure:
@@ -105,8 +116,6 @@ def save_learning_curve(
 
 def _save(fig: plt.Figure, path: Path) -> None:
     """Write the figure as a PNG under a temporary name and rename it: never half a picture."""
-    from designgym.agents.training import atomic_path
-
     try:
         with atomic_path(Path(path)) as tmp:
             fig.savefig(tmp, dpi=100, format="png")

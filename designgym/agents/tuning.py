@@ -54,21 +54,13 @@ import yaml
 from optuna.trial import TrialState
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
+from designgym.agents.algorithms import ALGORITHMS, make_model, normalize_kwargs
+from designgym.agents.callbacks import DesignMetricsCallback, record_hparams
+from designgym.agents.files import atomic_path, write_text_atomic
 from designgym.agents.hyperparams import check_keys, check_types, resolve_settings, shipped_file
+from designgym.agents.rollouts import rollout
 from designgym.agents.search_spaces import Budget, search_space
-from designgym.agents.training import (
-    ALGORITHMS,
-    VEC_ENVS,
-    DesignMetricsCallback,
-    TrainConfig,
-    atomic_path,
-    make_model,
-    make_training_vec_env,
-    normalize_kwargs,
-    record_hparams,
-    rollout,
-    write_text_atomic,
-)
+from designgym.agents.training import VEC_ENVS, TrainConfig, make_training_vec_env
 from designgym.envs.registration import resolve_env_id
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")

@@ -2,18 +2,17 @@
 
 from designgym.envs.architecture.floorplan import FloorPlan
 from designgym.envs.architecture.massing import Massing
+from designgym.envs.catalogue import UnknownNameError, register_problem
 from designgym.envs.extrusion.problem import Extrusion
 from designgym.envs.latent_env import LatentDesignEnv
 from designgym.envs.problem import Evaluation, NoReferenceOptimizer, ObjectiveSpec, Problem
 from designgym.envs.registration import (
-    UnknownNameError,
     env_specs,
     list_envs,
     load_plugins,
     make,
     make_problem,
     register_design_env,
-    register_problem,
     resolve_env_id,
 )
 from designgym.envs.structures.problems import MBB, AMBracket, Cantilever

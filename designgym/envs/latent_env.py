@@ -113,10 +113,10 @@ class LatentDesignEnv(gym.Env):
         device: str | None = None,
         repair: bool = False,
     ) -> None:
-        from designgym.envs.registration import make_problem
+        from designgym.envs.catalogue import make_named_problem
         from designgym.generators import load
 
-        self.problem = make_problem(problem) if isinstance(problem, str) else problem
+        self.problem = make_named_problem(problem) if isinstance(problem, str) else problem
         self.generator = load(generator, device=device) if isinstance(generator, str) else generator
         _check_choice("action_mode", action_mode, ("direct", "delta"))
         _check_choice("initial_latent", initial_latent, ("zeros", "random"))

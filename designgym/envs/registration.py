@@ -1,9 +1,10 @@
 """Registering design problems and design environments, and finding them again by name.
 
 Environments are registered with Gymnasium (so ``gymnasium.make`` works) and also kept in a small
-catalogue of our own that carries a one-line description for ``designgym envs``. Third-party
-packages publish environments through the ``designgym.envs`` entry-point group: each entry point
-names a callable (called with no arguments) or a module (imported) that registers its envs.
+table of our own that carries a one-line description for ``designgym envs``; problems are named in
+:mod:`designgym.envs.catalogue`. Third-party packages publish environments through the
+``designgym.envs`` entry-point group: each entry point names a callable (called with no arguments)
+or a module (imported) that registers its envs.
 """
 
 from __future__ import annotations
@@ -18,13 +19,20 @@ from typing import Any
 
 import gymnasium as gym
 
+from designgym.envs.catalogue import (
+    ProblemFactory,
+    UnknownNameError,
+    make_named_problem,
+    problem_names,
+    register_problem,  # noqa: F401  (public here too: ``registration.register_problem``)
+    unknown_message,
+)
+from designgym.envs.latent_env import LatentDesignEnv
 from designgym.envs.problem import Problem
 from designgym.generators.base import Generator
 
 ENTRY_POINT_GROUP = "designgym.envs"
 NAMESPACE = "designgym"
-
-ProblemFactory = Callable[..., Problem]
 
 
 @dataclass(frozen=True)
@@ -39,21 +47,8 @@ class DesignEnvSpec:
     source: str = "designgym"
 
 
-class UnknownNameError(KeyError):
-    """No env, problem or generator by that name; the message suggests close names."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-_PROBLEMS: dict[str, ProblemFactory] = {}
 _ENVS: dict[str, DesignEnvSpec] = {}
 _PLUGIN_ERRORS: dict[str, str] = {}
-
-
-def register_problem(name: str, factory: ProblemFactory) -> None:
-    """Make ``make_problem(name)`` build a problem with ``factory(**kwargs)``."""
-    _PROBLEMS[name] = factory
 
 
 def make_problem(name: str | Problem, **kwargs: Any) -> Problem:
@@ -64,12 +59,12 @@ def make_problem(name: str | Problem, **kwargs: Any) -> Problem:
     """
     if isinstance(name, Problem):
         return name
-    if name in _PROBLEMS:
-        return _PROBLEMS[name](**kwargs)
+    if name in problem_names():
+        return make_named_problem(name, **kwargs)
     env_id = _lookup_env_id(name)
     if env_id is not None:
         return _build_problem(_ENVS[env_id].problem, kwargs)
-    raise UnknownNameError(_unknown_message("problem", name, list(_PROBLEMS) + list(_ENVS)))
+    raise UnknownNameError(unknown_message("problem", name, problem_names() + list(_ENVS)))
 
 
 def register_design_env(
@@ -133,7 +128,7 @@ def resolve_env_id(env_id: str) -> str:
     load_plugins()
     found = _lookup_env_id(env_id)
     if found is None:
-        raise UnknownNameError(_unknown_message("env", env_id, list(_ENVS)))
+        raise UnknownNameError(unknown_message("env", env_id, list(_ENVS)))
     return found
 
 
@@ -181,8 +176,6 @@ def load_plugins(force: bool = False) -> dict[str, str]:
 
 
 def _make_env(design_env_id: str, **overrides: Any) -> gym.Env:
-    from designgym.envs.latent_env import LatentDesignEnv
-
     # ``gymnasium.make(id, problem=..., generator=...)`` swaps in a problem or generator object, for
     # example one already loaded that many envs then share.
     spec = _ENVS[design_env_id]
@@ -218,15 +211,3 @@ def _lookup_env_id(env_id: str) -> str | None:
     if "/" not in env_id and f"{NAMESPACE}/{env_id}" in _ENVS:
         return f"{NAMESPACE}/{env_id}"
     return None
-
-
-def _unknown_message(kind: str, name: str, known: list[str]) -> str:
-    # Names are compared without their namespace, which every built-in id shares.
-    short: dict[str, list[str]] = {}
-    for k in known:
-        short.setdefault(k.split("/")[-1], []).append(k)
-    matches = difflib.get_close_matches(name.split("/")[-1], list(short), n=3, cutoff=0.6)
-    close = [k for m in matches for k in short[m]][:3]
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    listing = " Run `designgym envs` to list them." if kind == "env" else ""
-    return f"unknown {kind} {name!r}{hint}{listing}"
