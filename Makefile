@@ -6,7 +6,7 @@ STAMP := $(VENV)/.designgym-installed
 .PHONY: train test setup clean-venv
 
 train: $(STAMP)
-	$(VENV)/bin/designgym train --env designgym/Extrusion-v0 --algo ppo --timesteps 30000 --run-name quickstart-$$(date +%Y%m%d-%H%M%S)
+	$(VENV)/bin/designgym train --env designgym/Extrusion-v1 --algo ppo --timesteps 30000 --run-name quickstart-$$(date +%Y%m%d-%H%M%S)
 
 # -n auto: one pytest worker per core (pytest-xdist); --durations: the slowest tests, to keep the suite short.
 test: $(STAMP)

@@ -9,7 +9,7 @@ factorisations between this process and helper processes, one per further CPU co
 at every step, so the figures include the automatic reset of every env at every step.
 
     python benchmarks/vec_env.py                                   # Cantilever-v0, n_envs 1 8 32 128
-    python benchmarks/vec_env.py --env designgym/Extrusion-v0 --n-envs 8 32 --steps 20
+    python benchmarks/vec_env.py --env designgym/Extrusion-v1 --n-envs 8 32 --steps 20
 """
 
 from __future__ import annotations

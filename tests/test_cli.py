@@ -18,10 +18,10 @@ def test_envs_lists_every_env_with_a_description():
     result = designgym("envs")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert any(line.startswith("designgym/Extrusion-v0 ") and "extrudable" in line for line in lines)
+    assert any(line.startswith("designgym/Extrusion-v1 ") and "extrudable" in line for line in lines)
     data = json.loads(designgym("envs", "--json").stdout)
     rows = {e["id"]: e for e in data["envs"]}
-    assert rows["designgym/Extrusion-v0"]["source"] == "designgym"
+    assert rows["designgym/Extrusion-v1"]["source"] == "designgym"
     assert all(e["description"] for e in data["envs"])
 
 
@@ -35,7 +35,7 @@ def test_evaluate_prints_metrics_of_a_design_file(tmp_path):
     beam = i_beam()
     np.save(tmp_path / "beam.npy", beam)
     conditions = {"area_fraction": float((beam >= 0.5).mean()), "axis_angle": 0.0, "max_hollows": 0}
-    result = designgym("evaluate", "--env", "Extrusion-v0", "--design", str(tmp_path / "beam.npy"),
+    result = designgym("evaluate", "--env", "Extrusion-v1", "--design", str(tmp_path / "beam.npy"),
                        "--conditions", json.dumps(conditions), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -146,8 +146,8 @@ def test_design_writes_one_design_and_prints_its_metrics(tiny_run, tmp_path):
     check = designgym("evaluate", "--env", "Cantilever-v0", "--design", str(out), "--conditions",
                       json.dumps(data["conditions"]), "--json")
     assert json.loads(check.stdout)["objectives"] == data["objectives"]  # the printed metrics are the file's
-    missing = designgym("design", "--env", "MBB-v0", "--agent", "pretrained", "--out", str(out))
-    assert missing.returncode == 2 and "no pretrained agent ships for designgym/MBB-v0" in missing.stderr
+    missing = designgym("design", "--env", "MBB-v1", "--agent", "pretrained", "--out", str(out))
+    assert missing.returncode == 2 and "no pretrained agent ships for designgym/MBB-v1" in missing.stderr
     assert "shipped: AMBracket-v0, Cantilever-v0" in missing.stderr
     (tmp_path / "junk.zip").write_bytes(b"not a model")
     junk = designgym("design", "--env", "Cantilever-v0", "--agent", str(tmp_path / "junk.zip"), "--out", str(out))
@@ -177,7 +177,7 @@ def test_baseline_reports_best_feasibility_and_evaluations_with_a_png(tmp_path, 
 
 
 def test_baseline_without_a_reference_optimizer_says_so(tmp_path):
-    result = designgym("baseline", "--env", "Extrusion-v0", "--method", "reference", "--episodes", "1",
+    result = designgym("baseline", "--env", "Extrusion-v1", "--method", "reference", "--episodes", "1",
                        "--out", str(tmp_path))
     assert result.returncode == 2 and "has no reference optimizer" in result.stderr
 

@@ -13,12 +13,12 @@ from designgym.generators import ConvVAE
 
 @pytest.fixture
 def direct():
-    return gym.make("designgym/Extrusion-v0", render_mode="rgb_array")
+    return gym.make("designgym/Extrusion-v1", render_mode="rgb_array")
 
 
 @pytest.fixture
 def delta():
-    return gym.make("designgym/ExtrusionSteps-v0")
+    return gym.make("designgym/ExtrusionSteps-v1")
 
 
 @pytest.mark.parametrize("env_id", designgym.list_envs())
@@ -108,8 +108,47 @@ def test_reward_parts_add_up_to_the_reward(env_id):
             env.reset()
 
 
+@pytest.mark.parametrize("env_id", designgym.list_envs())
+def test_cost_is_the_total_violation_and_zero_exactly_when_feasible(env_id):
+    env = gym.make(env_id)
+    _, info = env.reset(seed=1)
+    seen = set()
+    for i in range(40):
+        _, _, terminated, _, info = env.step(env.action_space.sample() * (0.3 if i % 2 else 1.0))
+        tolerance = env.unwrapped.problem.feasibility_tolerance
+        assert info["cost"] == pytest.approx(sum(v for v in info["violations"].values() if v > tolerance))
+        assert (info["cost"] == 0.0) == info["feasible"]
+        seen.add(info["feasible"])
+        if terminated:
+            env.reset()
+    assert True in seen or env_id.endswith(("FloorPlan-v0", "Massing-v0", "AMBracket-v0", "Extrusion-v1",
+                                            "ExtrusionSteps-v1"))  # raw latents there are rarely legal
+
+
+def test_design_score_is_the_direct_mode_reward_plus_the_start_objective(direct):
+    env = direct.unwrapped
+    _, start = env.reset(seed=4)
+    start_objective = env._score_of(env.evaluation)
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    assert env.design_score(env.evaluation) - start_objective == pytest.approx(reward)
+    assert np.allclose(info["latent"], env.latent / env.latent_bound)
+
+
+def test_sample_case_draws_what_a_reset_would_and_reset_replays_it(delta):
+    env = delta.unwrapped
+    env.reset(seed=9)
+    drawn = env.sample_case(np.random.default_rng(9))
+    assert set(drawn) == {"conditions", "latent"} and drawn["latent"].dtype == np.float32
+    _, info = env.reset(options=drawn)
+    assert info["conditions"] == drawn["conditions"]
+    np.testing.assert_allclose(env.latent, drawn["latent"])
+    direct = gym.make("designgym/Extrusion-v1", conditions={"max_hollows": 1}).unwrapped
+    case = direct.sample_case(np.random.default_rng(0))
+    assert set(case) == {"conditions"} and case["conditions"]["max_hollows"] == 1
+
+
 def test_penalties_are_the_weighted_violations():
-    env = gym.make("designgym/Extrusion-v0", violation_weights={"hollow_excess": 3.0}).unwrapped
+    env = gym.make("designgym/Extrusion-v1", violation_weights={"hollow_excess": 3.0}).unwrapped
     env.reset(seed=5)
     _, _, _, _, info = env.step(env.action_space.sample())
     assert env.violation_weights["hollow_excess"] == 3.0
@@ -142,7 +181,7 @@ def test_conditions_are_fixed_through_reset_options(direct):
 
 
 def test_conditions_fixed_at_construction_apply_to_every_episode():
-    env = gym.make("designgym/Extrusion-v0", conditions={"axis_angle": 45.0})
+    env = gym.make("designgym/Extrusion-v1", conditions={"axis_angle": 45.0})
     for seed in range(3):
         assert env.reset(seed=seed)[1]["conditions"]["axis_angle"] == 45.0
 
@@ -195,7 +234,7 @@ def test_finite_actions_outside_the_box_are_clipped(direct):
 
 
 def test_step_outside_an_episode_is_refused():
-    env = gym.make("designgym/Extrusion-v0").unwrapped
+    env = gym.make("designgym/Extrusion-v1").unwrapped
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(env.action_space.sample())
     env.reset(seed=0)
@@ -213,11 +252,11 @@ def test_render_returns_the_current_design_as_a_picture(direct):
 
 
 def test_observation_dict_layout_holds_the_documented_parts():
-    env = gym.make("designgym/ExtrusionSteps-v0", observation_layout="dict")
+    env = gym.make("designgym/ExtrusionSteps-v1", observation_layout="dict")
     obs, _ = env.reset(seed=0)
     assert list(obs) == ["latent", "conditions", "objective", "violations", "time_left"]
     assert obs["violations"].shape == (len(env.unwrapped.problem.violation_names),)
-    flat = gym.make("designgym/ExtrusionSteps-v0").reset(seed=0)[0]
+    flat = gym.make("designgym/ExtrusionSteps-v1").reset(seed=0)[0]
     np.testing.assert_array_equal(np.concatenate(list(obs.values())), flat)
 
 
@@ -239,12 +278,12 @@ def test_generator_for_another_design_shape_is_refused():
 )
 def test_bad_env_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        gym.make("designgym/Extrusion-v0", **kwargs)
+        gym.make("designgym/Extrusion-v1", **kwargs)
 
 
 def test_env_problem_equals_make_problem():
-    env = gym.make("designgym/Extrusion-v0")
-    problem = designgym.make_problem("designgym/Extrusion-v0")
+    env = gym.make("designgym/Extrusion-v1")
+    problem = designgym.make_problem("designgym/Extrusion-v1")
     assert type(problem) is type(env.unwrapped.problem)
     assert vars(problem) == vars(env.unwrapped.problem)
     assert type(designgym.make_problem("extrusion")) is Extrusion

@@ -172,3 +172,30 @@ def test_far_apart_islands_do_not_look_stiff(extrusion):
     islands[28:32, 28:32] = 1
     ev = extrusion.evaluate(islands, {"area_fraction": 0.15, "axis_angle": 0.0, "max_hollows": 0})
     assert ev.objectives["stiffness"] < 0.05
+
+
+def test_repair_gives_a_section_that_keeps_the_area_wall_and_piece_rules():
+    import gymnasium as gym
+
+    problem = Extrusion()
+    rng = np.random.default_rng(3)
+    env = gym.make("designgym/Extrusion-v1").unwrapped
+    for _ in range(20):
+        conditions = problem.sample_conditions(rng)
+        raw = env.generator.decode_numpy(rng.standard_normal((1, 8)).astype(np.float32))[0]
+        repaired = problem.repair(raw, conditions)
+        violations = problem.evaluate(repaired, conditions).violations
+        assert violations["area_mismatch"] == 0.0 and violations["thin_walls"] == 0.0
+        assert violations["disconnected"] == 0.0
+        assert set(np.unique(repaired)) <= {0.0, 1.0}
+
+
+def test_repair_leaves_a_legal_section_as_it_is():
+    problem = Extrusion()
+    section = np.zeros((32, 32), np.float32)
+    section[4:8, 6:26] = 1.0  # flanges and web of an I, each at least 2 cells thick
+    section[24:28, 6:26] = 1.0
+    section[8:24, 14:18] = 1.0
+    conditions = {"area_fraction": float(section.mean()), "axis_angle": 0.0, "max_hollows": 0}
+    assert problem.evaluate(section, conditions).feasible
+    np.testing.assert_array_equal(problem.repair(section, conditions), section)

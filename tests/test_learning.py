@@ -11,7 +11,7 @@ from designgym.agents.training import TrainConfig, train
 @pytest.mark.slow
 def test_ppo_learns_on_extrusion(tmp_path):
     config = TrainConfig(
-        env="designgym/Extrusion-v0", algo="ppo", timesteps=12_288, seed=0, n_envs=4, out=str(tmp_path),
+        env="designgym/Extrusion-v1", algo="ppo", timesteps=12_288, seed=0, n_envs=4, out=str(tmp_path),
         run_name="learn", eval_episodes=64, device="cpu", eval_freq=0, save_freq=0,
     )
     result = train(config)

@@ -329,3 +329,51 @@ def test_budget_is_met_exactly_with_nothing_floating(seed):
     labels, _ = ndimage.label(top, structure=ndimage.generate_binary_structure(2, 1))
     held = np.isin(labels, np.unique(labels[anchored & top])) & top
     assert not (held & ~kept).any()
+
+
+# -- keep_budget_walled: a density field to a section at its area, one piece, walls of min_width -------
+
+from designgym.envs.manufacturing import count_pieces, keep_budget_walled  # noqa: E402
+
+
+def test_walled_budget_drops_the_spur_and_the_island_and_keeps_the_area():
+    density = np.zeros((8, 8))
+    density[2:6, 1:5] = 0.9  # a 4 x 4 block
+    density[3, 5:8] = 0.95  # a one-cell spur off it: thinner than 2
+    density[0, 7] = 1.0  # a one-cell island
+    kept = keep_budget_walled(density, 16, 2)
+    assert kept.dtype == bool and int(kept.sum()) == 16
+    assert kept[2:6, 1:5].all() and not kept[3, 5:].any() and not kept[0, 7]
+    assert thin_feature_fraction(kept, 2) == 0.0 and count_pieces(kept) == 1
+
+
+def test_walled_budget_grows_by_whole_squares_touching_the_piece():
+    density = np.zeros((6, 6))
+    density[0:2, 0:2] = 0.9
+    density[0:2, 2:4] = 0.5  # the next densest square, beside the first
+    density[4:6, 4:6] = 0.6  # denser, but apart from the piece: it would be a second piece
+    kept = keep_budget_walled(density, 8, 2)
+    assert kept.astype(int)[:2].tolist() == [[1, 1, 1, 1, 0, 0]] * 2 and int(kept.sum()) == 8
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_walled_budget_meets_the_rules_for_any_field(seed):
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(8, 33))
+    density = ndimage_smooth(rng.random((size, size)), sigma=float(rng.uniform(0, 2)))
+    cells = int(rng.integers(size, size * size // 2))
+    kept = keep_budget_walled(density, cells, 2)
+    assert cells <= int(kept.sum()) <= cells + 3  # at most one square over
+    assert thin_feature_fraction(kept, 2) == 0.0 and count_pieces(kept) == 1
+
+
+def test_walled_budget_of_nothing_is_empty_and_a_full_budget_is_the_grid():
+    density = np.random.default_rng(0).random((6, 6))
+    assert not keep_budget_walled(density, 0, 2).any()
+    assert keep_budget_walled(density, 36, 2).all()
+
+
+def ndimage_smooth(field, sigma):
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(field, sigma) if sigma > 0 else field

@@ -1,5 +1,6 @@
 """Registration: built-in ids, user envs in one call, entry-point plugins, and unknown names."""
 
+import subprocess
 import sys
 import textwrap
 
@@ -14,17 +15,17 @@ from designgym.envs import registration
 
 def test_builtin_envs_are_registered_under_the_namespace():
     ids = designgym.list_envs()
-    assert "designgym/Extrusion-v0" in ids
+    assert "designgym/Extrusion-v1" in ids
     assert all(i in gym.registry for i in ids)
     assert all(spec.description for spec in designgym.env_specs() if spec.source == "designgym")
 
 
 def test_short_ids_resolve():
-    assert registration.resolve_env_id("Extrusion-v0") == "designgym/Extrusion-v0"
-    assert designgym.make("Extrusion-v0").spec.id == "designgym/Extrusion-v0"
+    assert registration.resolve_env_id("Extrusion-v1") == "designgym/Extrusion-v1"
+    assert designgym.make("Extrusion-v1").spec.id == "designgym/Extrusion-v1"
 
 
-@pytest.mark.parametrize("wrong", ["designgym/Extrusoin-v0", "Extrusion-v1", "extrusion-v0"])
+@pytest.mark.parametrize("wrong", ["designgym/Extrusoin-v1", "Extrusion-v2", "extrusion-v1"])
 def test_unknown_env_ids_suggest_close_ones(wrong):
     with pytest.raises(KeyError) as err:
         designgym.make(wrong)
@@ -140,4 +141,21 @@ def test_broken_plugin_warns_and_does_not_stop_designgym(plugin_path):
     with pytest.warns(UserWarning, match="plugin 'broken'.*needs libfoo"):
         errors = registration.load_plugins(force=True)
     assert "needs libfoo" in errors["broken"]
-    assert "designgym/Extrusion-v0" in designgym.list_envs()
+    assert "designgym/Extrusion-v1" in designgym.list_envs()
+
+
+@pytest.mark.parametrize("old, new", [("designgym/Extrusion-v0", "designgym/Extrusion-v1"),
+                                      ("ExtrusionSteps-v0", "designgym/ExtrusionSteps-v1"),
+                                      ("designgym/MBB-v0", "designgym/MBB-v1")])
+def test_a_replaced_version_names_its_successor_and_why(old, new):
+    import gymnasium as gym
+
+    from designgym.envs.registration import RetiredEnvError, resolve_env_id
+
+    with pytest.raises(RetiredEnvError, match=f"was replaced by {new}: v1 .*repair|was replaced by {new}: v1 keeps"):
+        resolve_env_id(old)
+    with pytest.raises(gym.error.DeprecatedEnv, match=new):  # Gymnasium's own words for an old version
+        gym.make(old if "/" in old else f"designgym/{old}")
+    result = subprocess.run([sys.executable, "-m", "designgym", "train", "--env", old, "--timesteps", "8"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and new in result.stderr

@@ -11,7 +11,7 @@ from designgym.envs.manufacturing import floating_fraction, solid_mask
 ENVS = {
     "designgym/Cantilever-v0": ("cantilever", "cantilever-cvae"),
     "designgym/AMBracket-v0": ("am_bracket", "cantilever-cvae"),
-    "designgym/MBB-v0": ("mbb", "mbb-vae"),
+    "designgym/MBB-v1": ("mbb", "mbb-vae"),
 }
 
 
@@ -113,7 +113,7 @@ def counted_decodes(generator, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "env_id, name", [("designgym/Extrusion-v0", "extrusion"), ("designgym/FloorPlan-v0", "floor_plan")]
+    "env_id, name", [("designgym/Extrusion-v1", "extrusion"), ("designgym/FloorPlan-v0", "floor_plan")]
 )
 def test_repair_on_a_problem_without_one_is_refused_by_name(env_id, name):
     with pytest.raises(ValueError, match=f"repair=True, but problem {name} has no repair step"):

@@ -35,8 +35,8 @@ def assert_same(a, b, where: str) -> None:
 CASES = [
     ("designgym/Cantilever-v0", {}, 2),  # the designs' factorisations shared with a helper process
     ("designgym/AMBracket-v0", {"observation_layout": "dict"}, 1),
-    ("designgym/ExtrusionSteps-v0", {"episode_length": 3}, 1),  # episodes end mid-run: auto-reset
-    ("designgym/Extrusion-v0", {"initial_latent": "random"}, 1),
+    ("designgym/ExtrusionSteps-v1", {"episode_length": 3}, 1),  # episodes end mid-run: auto-reset
+    ("designgym/Extrusion-v1", {"initial_latent": "random"}, 1),
     ("designgym/Cantilever-v0", {"repair": True}, 1),  # 0/1 designs: any difference is a whole cell
 ]
 
@@ -72,7 +72,7 @@ def test_batched_steps_equal_independent_envs(env_id, kwargs, processes):
     ("env_id", "expected"),
     [
         # Unconditional generator: the auto-reset back to the zero latent is served from each env's cache.
-        ("designgym/MBB-v0", [6, 6]),
+        ("designgym/MBB-v1", [6, 6]),
         # Conditional generator: the auto-reset draws new conditions, so the zero latent decodes anew,
         # still as one call for all six.
         ("designgym/Cantilever-v0", [6, 6, 6]),
@@ -108,7 +108,7 @@ def test_reset_takes_seeds_and_options_like_dummy_vec_env():
 
 
 def test_sb3_trains_on_it_with_vec_monitor():
-    vec = VecMonitor(make_batched_vec_env("designgym/Extrusion-v0", n_envs=4, seed=0))
+    vec = VecMonitor(make_batched_vec_env("designgym/Extrusion-v1", n_envs=4, seed=0))
     model = PPO("MlpPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=128)
     assert model.num_timesteps == 128
@@ -116,7 +116,7 @@ def test_sb3_trains_on_it_with_vec_monitor():
 
 
 def test_attributes_methods_and_images():
-    vec = make_batched_vec_env("designgym/Extrusion-v0", n_envs=2, seed=0, env_kwargs={"render_mode": "rgb_array"})
+    vec = make_batched_vec_env("designgym/Extrusion-v1", n_envs=2, seed=0, env_kwargs={"render_mode": "rgb_array"})
     vec.reset()
     assert vec.get_attr("action_mode") == ["direct", "direct"]
     vec.set_attr("feature_clip", 50.0, indices=[1])
@@ -128,7 +128,7 @@ def test_attributes_methods_and_images():
 
 
 def test_bad_envs_are_refused_with_the_fix():
-    env = gym.make("designgym/Extrusion-v0")
+    env = gym.make("designgym/Extrusion-v1")
     with pytest.raises(TypeError, match="pass env.unwrapped"):
         BatchedDesignVecEnv([env])
     with pytest.raises(ValueError, match="the same env object is given twice"):
@@ -143,13 +143,13 @@ def test_bad_envs_are_refused_with_the_fix():
     custom = Custom(env.unwrapped.problem, env.unwrapped.generator)
     with pytest.raises(TypeError, match="overrides reset\\(\\) or step\\(\\)"):
         BatchedDesignVecEnv([custom])
-    other = gym.make("designgym/ExtrusionSteps-v0").unwrapped
+    other = gym.make("designgym/ExtrusionSteps-v1").unwrapped
     with pytest.raises(ValueError, match="same observation and action spaces"):
         BatchedDesignVecEnv([env.unwrapped, gym.make("designgym/Cantilever-v0").unwrapped])
     with pytest.raises(ValueError, match="n_envs must be >= 1"):
-        make_batched_vec_env("designgym/Extrusion-v0", n_envs=0)
+        make_batched_vec_env("designgym/Extrusion-v1", n_envs=0)
     with pytest.raises(ValueError, match="processes must be >= 1"):
-        make_batched_vec_env("designgym/Extrusion-v0", n_envs=2, processes=0)
+        make_batched_vec_env("designgym/Extrusion-v1", n_envs=2, processes=0)
     # A direct-mode and a delta-mode env with their own generators and problems: two groups each.
     vec = BatchedDesignVecEnv([env.unwrapped, other])
     vec.reset()

@@ -14,6 +14,7 @@ from designgym.envs.registration import (
     make_problem,
     register_design_env,
     resolve_env_id,
+    retire_env,
 )
 from designgym.envs.structures.problems import MBB, AMBracket, Cantilever
 
@@ -38,6 +39,7 @@ __all__ = [
     "register_design_env",
     "register_problem",
     "resolve_env_id",
+    "retire_env",
 ]
 
 
@@ -48,24 +50,33 @@ def _register_builtin() -> None:
     register_problem("am_bracket", AMBracket)
     register_problem("floor_plan", FloorPlan)
     register_problem("massing", Massing)
+    # v1: each decoded section is repaired to the target area in one piece with walls of 2 cells
+    # (v0 judged the raw decoding, whose best sections lay on the edge of the legal region: a latent
+    # 0.01 away broke a rule half of the time, so no one-shot designer could keep to them).
     register_design_env(
-        "designgym/Extrusion-v0",
+        "designgym/Extrusion-v1",
         problem="extrusion",
         generator="extrusion-vae-32",
-        description="Stiffest extrudable profile section for its material; one-shot latent choice.",
+        description="Stiffest extrudable profile section for its material; one-shot latent choice, repaired.",
         source="designgym",
         action_mode="direct",
+        repair=True,
     )
     register_design_env(
-        "designgym/ExtrusionSteps-v0",
+        "designgym/ExtrusionSteps-v1",
         problem="extrusion",
         generator="extrusion-vae-32",
-        description="Extrusion section refined by 8 bounded latent steps from a random start.",
+        description="Extrusion section refined by 8 bounded latent steps from a random start, repaired.",
         source="designgym",
         action_mode="delta",
         episode_length=8,
         initial_latent="random",
+        repair=True,
     )
+    for name in ("Extrusion", "ExtrusionSteps"):
+        retire_env(f"designgym/{name}-v0", f"designgym/{name}-v1",
+                   "v1 repairs every decoded section to the target area, in one piece, with walls of at least "
+                   "2 cells, so the designs, rewards and observations differ")
     # The cantilever envs decode with the load case and keep the densest cells at the volume budget
     # that are joined to the clamp (repair): volume and floating material are met by construction,
     # and the agent's whole task is stiffness (and, for the bracket, printability).
@@ -103,14 +114,20 @@ def _register_builtin() -> None:
         source="designgym",
         action_mode="direct",
     )
+    # v1: repaired like the cantilever (v0 judged raw decodings, and loose specks made one in five
+    # of a one-shot designer's beams illegal).
     register_design_env(
-        "designgym/MBB-v0",
+        "designgym/MBB-v1",
         problem="mbb",
         generator="mbb-vae",
-        description="Stiffest MBB half-beam for its volume and load position.",
+        description="Stiffest MBB half-beam for its volume and load position; material joined to the supports.",
         source="designgym",
         action_mode="direct",
+        repair=True,
     )
+    retire_env("designgym/MBB-v0", "designgym/MBB-v1",
+               "v1 keeps the densest cells at the volume budget that are joined to the supports, so the designs, "
+               "rewards and observations differ")
 
 
 _register_builtin()

@@ -52,8 +52,11 @@ class LatentDesignEnv(gym.Env):
     ``objective_scale``) from the previous design to the new one; the first "previous" design is
     the one decoded from the starting latent. Each part is in ``info["reward_parts"]``
     (``"objective_improvement"`` and ``"penalty/<constraint>"``, penalties negative) and the parts
-    add up to the reward. ``info`` also holds ``"objectives"``, ``"violations"``, ``"feasible"``
-    and ``"conditions"``.
+    add up to the reward. ``info`` also holds ``"objectives"``, ``"violations"``, ``"feasible"``,
+    ``"conditions"``, ``"latent"`` (the current latent over ``latent_bound``, in action units)
+    and ``"cost"``: the sum of the design's violations, ``0.0`` exactly when every rule holds,
+    for constrained-RL methods that take the constraint as a separate signal (as Safety-Gymnasium's
+    envs give it) instead of as a penalty inside the reward.
 
     ## Starting State
     Conditions are drawn from the conditions space with the env's seeded generator, or fixed by
@@ -212,6 +215,21 @@ class LatentDesignEnv(gym.Env):
     # end (reward, observation). BatchedDesignVecEnv runs the middle phase for many envs at once
     # and the outer ones through these same methods, so both give the same results.
 
+    def sample_case(self, rng: np.random.Generator) -> dict[str, Any]:
+        """What a reset draws, drawn with ``rng`` instead of the env's own generator: the
+        ``"conditions"`` (the env's fixed ones kept), and the start ``"latent"`` where the env
+        draws one (``initial_latent="random"``). ``reset(options=case)`` starts exactly that
+        episode; this is how a fixed set of test cases is made apart from the training draws."""
+        conditions = self.problem.check_conditions({**self.problem.sample_conditions(rng), **self.fixed_conditions})
+        case: dict[str, Any] = {"conditions": conditions}
+        if self.initial_latent == "random":
+            case["latent"] = self._random_latent(rng)
+        return case
+
+    def _random_latent(self, rng: np.random.Generator) -> np.ndarray:
+        draw = rng.standard_normal(self.generator.latent_dim)
+        return np.clip(draw, -self.latent_bound, self.latent_bound).astype(np.float32)
+
     def _begin_reset(self, options: dict[str, Any] | None) -> None:
         options = dict(options or {})
         unknown = sorted(set(options) - {"conditions", "latent"})
@@ -232,8 +250,7 @@ class LatentDesignEnv(gym.Env):
                 )
             self.latent = np.clip(latent, -self.latent_bound, self.latent_bound)
         elif self.initial_latent == "random":
-            draw = self.np_random.standard_normal(self.generator.latent_dim)
-            self.latent = np.clip(draw, -self.latent_bound, self.latent_bound).astype(np.float32)
+            self.latent = self._random_latent(self.np_random)
         else:
             self.latent = np.zeros(self.generator.latent_dim, dtype=np.float32)
         self._t = 0
@@ -394,17 +411,32 @@ class LatentDesignEnv(gym.Env):
         spec = self.problem.objective
         return spec.score(evaluation.objectives) * spec.scale / self.objective_scale
 
+    def design_score(self, evaluation: Evaluation) -> float:
+        """A design's worth as the reward counts it: the reward objective (in units of
+        ``objective_scale``) minus the weighted violations. A direct-mode step's reward is this
+        minus the start design's objective, a constant of the episode; searches that rank designs
+        by the env's own reward rank them by this."""
+        penalty = sum(self.violation_weights[n] * evaluation.violations[n] for n in self.problem.violation_names)
+        return float(self._score_of(evaluation) - penalty)
+
     def _info(self, reward_parts: dict[str, float] | None) -> dict[str, Any]:
         assert self.evaluation is not None
         info: dict[str, Any] = {
             "objectives": dict(self.evaluation.objectives),
             "violations": dict(self.evaluation.violations),
             "feasible": self.evaluation.feasible,
+            "cost": self._cost(),
             "conditions": dict(self.conditions),
+            "latent": self.latent / np.float32(self.latent_bound),
         }
         if reward_parts is not None:
             info["reward_parts"] = reward_parts
         return info
+
+    def _cost(self) -> float:
+        # Violations within the problem's tolerance count as met, so the cost is 0.0 exactly when feasible.
+        tolerance = self.problem.feasibility_tolerance
+        return float(sum(v for v in self.evaluation.violations.values() if v > tolerance))
 
     def _resolve_weights(self, weights: Mapping[str, float] | float | None) -> dict[str, float]:
         names = self.problem.violation_names

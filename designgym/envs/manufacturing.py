@@ -120,6 +120,79 @@ def keep_budget_joined(density: np.ndarray, anchored: np.ndarray, cells: int) ->
     return kept
 
 
+def keep_budget_walled(density: np.ndarray, cells: int, min_width: int) -> np.ndarray:
+    """``cells`` (or up to ``min_width**2 - 1`` more) of the densest cells of ``density``, in one
+    piece, with no feature narrower than ``min_width`` cells.
+
+    The densest ``m`` cells are opened with a ``min_width`` square (what :func:`thin_feature_fraction`
+    measures) and all but the largest piece dropped, for the largest ``m`` found by bisection that
+    leaves fewer than ``cells`` cells; the piece then grows by whole ``min_width`` squares that
+    touch it, the densest first, until it has ``cells``. The result is a union of such squares, so
+    it is its own opening (nothing thin) and one piece. Ties in density go to the lower index.
+    """
+    density = np.asarray(density, dtype=np.float64)
+    total = density.size
+    width = max(int(min_width), 1)
+    cells = int(min(max(cells, 0), total))
+    order = np.argsort(-density.ravel(), kind="stable")
+    square = np.ones((width, width), dtype=bool)
+
+    def cleaned(m: int) -> np.ndarray:
+        mask = np.zeros(total, dtype=bool)
+        mask[order[:m]] = True
+        mask = ndimage.binary_opening(mask.reshape(density.shape), structure=square) if width > 1 \
+            else mask.reshape(density.shape)
+        labels, n = ndimage.label(mask, structure=SOLID_CONNECTIVITY)
+        if n > 1:
+            mask = labels == (1 + int(np.argmax(np.bincount(labels.ravel())[1:])))
+        return mask
+
+    if cells == 0:
+        return np.zeros(density.shape, dtype=bool)
+    low, high = cells, total  # the smallest m whose cleaned set reaches ``cells``
+    while low < high:
+        middle = (low + high) // 2
+        if int(cleaned(middle).sum()) >= cells:
+            high = middle
+        else:
+            low = middle + 1
+    exact = cleaned(low)
+    if int(exact.sum()) == cells:
+        return exact
+    return _grow_by_squares(cleaned(low - 1), density, cells, width)
+
+
+def _grow_by_squares(mask: np.ndarray, density: np.ndarray, cells: int, width: int) -> np.ndarray:
+    """Add ``width`` squares that overlap or touch ``mask`` (any square if it is empty), the densest
+    new cells first, preferring squares that do not overshoot ``cells``, until it has ``cells``."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    mask = mask.copy()
+    rows, cols = density.shape
+    if rows < width or cols < width:
+        return mask
+    windows = (rows - width + 1, cols - width + 1)
+    while int(mask.sum()) < cells:
+        inside = sliding_window_view(mask, (width, width)).sum(axis=(2, 3))
+        new = width * width - inside
+        fresh = sliding_window_view(np.where(mask, 0.0, density), (width, width)).sum(axis=(2, 3))
+        if mask.any():
+            reach = ndimage.binary_dilation(mask, structure=SOLID_CONNECTIVITY)
+            touching = sliding_window_view(reach, (width, width)).any(axis=(2, 3))
+        else:
+            touching = np.ones(windows, dtype=bool)
+        candidates = touching & (new > 0)
+        if not candidates.any():
+            break
+        missing = cells - int(mask.sum())
+        fits = candidates & (new <= missing)
+        pool = fits if fits.any() else candidates & (new == new[candidates].min())
+        value = np.where(pool, fresh / np.maximum(new, 1), -np.inf)
+        i, j = np.unravel_index(int(np.argmax(value)), windows)
+        mask[i : i + width, j : j + width] = True
+    return mask
+
+
 def load_path_broken(mask: np.ndarray, anchored: np.ndarray, loaded: np.ndarray) -> float:
     """1.0 when no solid ``loaded`` cell is joined through solid to an ``anchored`` cell, else 0.0."""
     labels, _ = ndimage.label(mask, structure=SOLID_CONNECTIVITY)

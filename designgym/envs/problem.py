@@ -166,6 +166,13 @@ class Problem(abc.ABC):
             "baselines instead"
         )
 
+    def trivial_objective(self, conditions: Mapping[str, Any]) -> float | None:
+        """The reward objective (as :meth:`ObjectiveSpec.score` times ``scale``: higher is better)
+        of a trivial design that anyone gets without a search, where the problem has one: the 0 of
+        the suite's normalized score (:mod:`designgym.agents.scoring`). ``None`` (the default): the
+        env's start design is that 0."""
+        return None
+
     def repair(self, design: np.ndarray, conditions: Mapping[str, Any]) -> np.ndarray:
         """A cheap, deterministic step from a generator's raw output to a design that keeps the
         problem's hard rules by construction, where the problem has one (an env applies it with

@@ -49,13 +49,26 @@ class DesignEnvSpec:
 
 _ENVS: dict[str, DesignEnvSpec] = {}
 _PLUGIN_ERRORS: dict[str, str] = {}
+#: Ids that a newer version replaced, with that version and what changed.
+_RETIRED: dict[str, tuple[str, str]] = {}
+
+
+class RetiredEnvError(UnknownNameError):
+    """An env id that a newer version replaced; the message names the new id and what changed."""
+
+
+def retire_env(old_id: str, new_id: str, why: str) -> None:
+    """Mark ``old_id`` as replaced by ``new_id`` (which changed what a design, reward or observation
+    means, so results of the two do not compare). The old id is not registered: ``gymnasium.make``
+    says it is deprecated and names the new one, and designgym's commands say why as well."""
+    _RETIRED[old_id] = (new_id, why)
 
 
 def make_problem(name: str | Problem, **kwargs: Any) -> Problem:
     """A new :class:`Problem` by problem name (``"extrusion"``) or by env id.
 
     For an env id the problem is built as that environment builds it, so
-    ``make_problem("designgym/Extrusion-v0")`` equals ``gymnasium.make(...).unwrapped.problem``.
+    ``make_problem("designgym/Extrusion-v1")`` equals ``gymnasium.make(...).unwrapped.problem``.
     """
     if isinstance(name, Problem):
         return name
@@ -120,7 +133,7 @@ def env_specs() -> list[DesignEnvSpec]:
 
 
 def resolve_env_id(env_id: str) -> str:
-    """The full registered id for ``env_id`` (``"Extrusion-v0"`` finds ``"designgym/Extrusion-v0"``).
+    """The full registered id for ``env_id`` (``"Extrusion-v1"`` finds ``"designgym/Extrusion-v1"``).
 
     Raises:
         UnknownNameError: (a ``KeyError``) with the closest registered ids, when there is no such env.
@@ -128,6 +141,12 @@ def resolve_env_id(env_id: str) -> str:
     load_plugins()
     found = _lookup_env_id(env_id)
     if found is None:
+        retired = env_id if env_id in _RETIRED else f"{NAMESPACE}/{env_id}"
+        if "/" not in env_id or env_id in _RETIRED:
+            if retired in _RETIRED:
+                new_id, why = _RETIRED[retired]
+                raise RetiredEnvError(f"{retired} was replaced by {new_id}: {why}. Its results do not compare with "
+                                      f"{new_id}'s; use {new_id}")
         raise UnknownNameError(unknown_message("env", env_id, list(_ENVS)))
     return found
 

@@ -20,6 +20,7 @@ from designgym.envs.manufacturing import (
     count_enclosed_voids,
     count_pieces,
     disconnected_fraction,
+    keep_budget_walled,
     solid_mask,
     thin_feature_fraction,
 )
@@ -173,6 +174,23 @@ class Extrusion(Problem):
             "hollow_excess": float(max(0, hollows - conditions["max_hollows"])),
         }
         return objectives, violations
+
+    def repair(self, design: np.ndarray, conditions: Mapping[str, Any]) -> np.ndarray:
+        """About the target area of the densest cells, in one piece, with every wall at least
+        ``min_wall`` cells thick, as 0/1 (:func:`~designgym.envs.manufacturing.keep_budget_walled`).
+
+        A generator's section becomes one that meets the area, wall and one-piece rules in all but
+        rare cases (an area the bisection cannot reach within the tolerance); how many hollows it
+        has is still the design's own doing.
+        """
+        design = self.check_design(design)
+        conditions = self.check_conditions(conditions)
+        cells = int(round(conditions["area_fraction"] * design.size))
+        return keep_budget_walled(design, cells, self.min_wall).astype(np.float32)
+
+    def trivial_objective(self, conditions: Mapping[str, Any]) -> float:
+        """1: the relative stiffness of a solid square bar of the target material, by definition."""
+        return 1.0
 
     def render(self, design: np.ndarray, conditions: Mapping[str, Any] | None = None) -> np.ndarray:
         """Solid cells in dark grey on white; with conditions, the neutral axis as a red line."""
