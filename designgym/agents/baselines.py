@@ -1,13 +1,13 @@
 """Black-box baselines on the same conditions and budget as an agent (``designgym baseline``).
 
 Each method searches the env's action space ``[-1, 1]^latent_dim`` (the latent is
-``latent_bound`` times the action, as in a direct-mode step) for the best score of one design:
-the env's reward objective minus its weighted constraint penalties, that is the reward of a
-direct-mode step up to the start design's constant. ``budget`` is the number of designs judged
-per set of conditions.
+``latent_bound`` times the action, as in a direct-mode step) for the best design by the gated key
+of :mod:`designgym.agents.search`: feasible first, then the env's score (its reward objective
+minus its weighted constraint penalties, the reward of a direct-mode step up to the start
+design's constant). ``budget`` is the number of designs judged per set of conditions.
 
 - ``random``: uniform draws from the action space;
-- ``cmaes``: CMA-ES (Optuna's ``CmaEsSampler``);
+- ``cmaes``: CMA-ES (the ``cmaes`` package) from the centre, step size 0.5;
 - ``tpe``: Optuna's TPE sampler;
 - ``reference``: the problem's classical optimizer (SIMP for the structures); its budget is its
   own (``evaluations`` counts its finite-element solves where it has a model).
@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from designgym.agents.pictures import caption as _caption
+from designgym.agents.search import judge_batch, search
 
 METHODS = ("random", "cmaes", "tpe", "reference")
 
@@ -104,23 +105,7 @@ def run_baseline(
 
 
 def _score(env: Any, evaluation: Any) -> float:
-    penalty = sum(env.violation_weights[n] * evaluation.violations[n] for n in env.problem.violation_names)
-    return float(env._score_of(evaluation) - penalty)
-
-
-def judge_batch(env: Any, actions: np.ndarray, conditions: dict[str, Any]) -> tuple[np.ndarray, list[Any], np.ndarray]:
-    """Designs, evaluations and scores (the env's reward objective minus its penalties) of a batch of
-    actions under one set of conditions: one decode for all of them, then repair and judging as
-    the env does."""
-    latents = np.clip(np.asarray(actions, dtype=np.float32), -1, 1) * env.latent_bound
-    vector = env.generator_conditions(conditions)
-    if vector is None:
-        designs = env.generator.decode_numpy(latents)
-    else:
-        designs = env.generator.decode_numpy(latents, np.repeat(vector[None, :], len(latents), axis=0))
-    designs = np.stack([env.finish_design(design, conditions) for design in designs])
-    evaluations = [env.problem.evaluate(design, conditions) for design in designs]
-    return designs, evaluations, np.array([_score(env, evaluation) for evaluation in evaluations])
+    return env.design_score(evaluation)
 
 
 def _judge(env: Any, action: np.ndarray, conditions: dict[str, Any]) -> tuple[np.ndarray, Any, float]:
@@ -137,55 +122,10 @@ def _search(env: Any, conditions: dict[str, Any], method: str, budget: int, seed
 def search_anytime(
     env: Any, conditions: dict[str, Any], method: str, budgets: Sequence[int], seed: int
 ) -> list[dict[str, Any]]:
-    """One search of ``max(budgets)`` judged designs, read off at each budget.
-
-    None of the methods plans for its budget (random draws, CMA-ES and TPE propose the same
-    designs whatever the total), so the best design after ``b`` evaluations of one long search
-    is the result of a search with budget ``b``. Each entry has the best ``design``, its
-    ``evaluation`` and ``score``, ``evaluations_to_best`` and ``seconds``, the wall time to that
-    budget.
-    """
-    if method not in ("random", "cmaes", "tpe"):
-        raise ValueError(f"unknown search method {method!r}; choose random, cmaes or tpe")
-    budgets = sorted({int(b) for b in budgets})
-    if not budgets or budgets[0] < 1:
-        raise ValueError(f"budgets must be >= 1 judged design, got {budgets}")
-    dim = env.generator.latent_dim
-    best: tuple[float, np.ndarray, Any, int] | None = None
-    snapshots: list[dict[str, Any]] = []
-    start = time.perf_counter()
-
-    def consider(action: np.ndarray, count: int) -> float:
-        nonlocal best
-        design, evaluation, score = _judge(env, action, conditions)
-        if best is None or score > best[0]:
-            best = (score, design, evaluation, count)
-        if count in budgets:
-            snapshots.append({"budget": count, "score": best[0], "design": best[1], "evaluation": best[2],
-                              "evaluations_to_best": best[3], "seconds": time.perf_counter() - start})
-        return score
-
-    total = budgets[-1]
-    if method == "random":
-        rng = np.random.default_rng(seed)
-        for k in range(total):
-            consider(rng.uniform(-1, 1, dim), k + 1)
-    else:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        if method == "cmaes":
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.CmaEsSampler(seed=seed)
-        else:
-            sampler = optuna.samplers.TPESampler(seed=seed)
-        study = optuna.create_study(direction="maximize", sampler=sampler)
-
-        def objective(trial: optuna.Trial) -> float:
-            action = np.array([trial.suggest_float(f"a{j}", -1.0, 1.0) for j in range(dim)])
-            return consider(action, trial.number + 1)
-
-        study.optimize(objective, n_trials=total)
-    return snapshots
+    """One search of ``max(budgets)`` judged designs from the centre of the latent space, read off
+    at each budget (:func:`designgym.agents.search.search`): the best design by the gated key
+    (feasible first, then the env's score), with ``evaluations_to_best`` and ``seconds``."""
+    return search(env, conditions, method, budgets, seed)
 
 
 def _reference(problem: Any, conditions: dict[str, Any]) -> tuple[np.ndarray, int | None]:
