@@ -10,6 +10,9 @@
                                            objectives and violations of any design file
     designgym baseline --env ID --method random|cmaes|tpe|reference --budget N
                                            black-box search in latent space, on eval's conditions
+    designgym score --env ID --agent RUN_DIR|model.zip|pretrained
+                                           the suite's normalized, feasibility-gated score on the
+                                           env's 200-case test split
 
 Add ``--json`` to print what a script would read as JSON, ``--debug`` for full tracebacks.
 """
@@ -260,6 +263,51 @@ def cmd_design(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from designgym.agents.evaluation import check_fits, load_agent
+    from designgym.agents.files import write_json
+    from designgym.agents.scoring import score_policy
+    from designgym.envs.registration import resolve_env_id
+
+    env_id = resolve_env_id(args.env) if args.env else None
+    agent = load_agent(args.agent, which=args.model, env_id=env_id)
+    if env_id is None:
+        if agent.env_id is None:
+            raise ValueError(f"{args.agent} does not say which env it was trained on; pass --env")
+        env_id = resolve_env_id(agent.env_id)
+    if agent.env_id and resolve_env_id(agent.env_id) != env_id:
+        raise ValueError(f"agent {agent.source} was trained on {agent.env_id}, not {env_id}; pass --env "
+                         f"{agent.env_id}, or an agent trained on {env_id}")
+    check_fits(agent, env_id)
+    cases = _conditions_list(args.conditions)
+    if cases is not None and not cases:
+        raise ValueError("--conditions holds no cases; give at least one set of conditions (or leave it out "
+                         "for the test split)")
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result = score_policy(env_id, agent.act, cases=cases, references=args.references,
+                          env_kwargs=agent.env_kwargs, progress=progress)
+    result = {"agent": agent.source, **result}
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.out, result)
+    if args.json:
+        print(json.dumps(result, indent=2, default=_json_default))
+        return 0
+    score = result["normalized_score"]
+    print(f"{agent.source} on {env_id}, {result['n_cases']} cases ({result['cases_from']}; references "
+          f"{result['references']}, {result['reference_method']}):")
+    if score is None:
+        print("  normalized score     not available: no case has a usable reference")
+    else:
+        print(f"  normalized score     IQM {score['iqm']:.1f}, 95% CI [{score['ci'][0]:.1f}, {score['ci'][1]:.1f}] "
+              f"(0 = the trivial or start design, 100 = the reference; a design that breaks a rule scores 0)")
+    print(f"  feasible             {result['feasible_rate']:.1%}")
+    print(f"  time per design      {result['ms_per_design']:.1f} ms")
+    if args.out is not None:
+        print(f"  written to           {args.out}")
+    return 0
+
+
 def cmd_baseline(args: argparse.Namespace) -> int:
     from designgym.agents.baselines import run_baseline, seeded_conditions
     from designgym.agents.evaluation import write_evaluation
@@ -307,8 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_envs)
 
     p = sub.add_parser("train", help="train an agent on a design environment")
-    p.add_argument("--env", default="designgym/Extrusion-v0", help="env id (default: %(default)s)")
-    p.add_argument("--algo", default="ppo", help="ppo, a2c, sac or td3 (default: %(default)s)")
+    p.add_argument("--env", default="designgym/Extrusion-v1", help="env id (default: %(default)s)")
+    p.add_argument("--algo", default="ppo", help="ppo, a2c, sac, td3 or distill (search distillation, trained "
+                   "from the reward by searches around its own designs) (default: %(default)s)")
     p.add_argument("--timesteps", type=int, default=None,
                    help="environment steps (default: n_timesteps of the hyperparameters; with --resume: the "
                         "run's total, which this raises)")
@@ -347,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tune hyperparameters in an Optuna study. Running the same command again "
                                    "resumes the study; processes given the same --storage and --study-name "
                                    "share one study, on one machine or many.")
-    p.add_argument("--env", default="designgym/Extrusion-v0", help="env id (default: %(default)s)")
-    p.add_argument("--algo", default="ppo", help="ppo, a2c, sac or td3 (default: %(default)s)")
+    p.add_argument("--env", default="designgym/Extrusion-v1", help="env id (default: %(default)s)")
+    p.add_argument("--algo", default="ppo", help="ppo, a2c, sac, td3 or distill (search distillation, trained "
+                   "from the reward by searches around its own designs) (default: %(default)s)")
     p.add_argument("--n-trials", type=int, default=10,
                    help="trials this process runs (default: %(default)s; 0 with --max-total-trials: no limit)")
     p.add_argument("--max-total-trials", type=int, default=None,
@@ -434,6 +484,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("score", help="the suite's normalized, feasibility-gated score of an agent",
+                       description="Score an agent the way the suite scores every method: its deterministic "
+                                   "design for each case of the env's fixed test split (or of --conditions), 0 for "
+                                   "a design that breaks a rule, else 100 (f - f0) / (f_ref - f0) of its objective "
+                                   "f, where f0 is the trivial or start design and f_ref the shipped reference; "
+                                   "the interquartile mean over cases with a 95% bootstrap interval.")
+    p.add_argument("--env", default=None, help="env id (default: the agent's)")
+    p.add_argument("--agent", required=True, help="run folder, model .zip, or 'pretrained'")
+    p.add_argument("--model", choices=["final", "best"], default="final",
+                   help="model.zip or best_model.zip of a run folder (default: %(default)s)")
+    p.add_argument("--conditions", default=None,
+                   help="JSON list of conditions (or a file) instead of the test split; their references are "
+                        "made now (SIMP, or a 1,000-design search per case)")
+    p.add_argument("--references", type=Path, default=None, metavar="FILE",
+                   help="reference values (scripts/make_references.py) instead of the shipped ones")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the JSON result here")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--json", action="store_true", help="print JSON (the public contract: feasible_rate, "
+                                                       "normalized_score {iqm, ci}, ms_per_design, cases)")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="objectives and violations of a design file")
     p.add_argument("--env", required=True, help="env id whose problem judges the design")

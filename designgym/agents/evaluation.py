@@ -221,6 +221,13 @@ def make_design(
     return result
 
 
+def check_fits(agent: Agent, env_id: str) -> None:
+    """Raise a ``ValueError`` naming the difference when the agent's spaces are not the env's."""
+    env = gym.make(env_id, **agent.env_kwargs)
+    _check_fits(agent, env, env_id)
+    env.close()
+
+
 def _check_fits(agent: Agent, env: gym.Env, env_id: str) -> None:
     """An agent acts only on the observations and actions it was trained with: say so before it is asked."""
     trained_on = f" (it was trained on {agent.env_id})" if agent.env_id and agent.env_id != env_id else ""
