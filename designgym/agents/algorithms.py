@@ -15,6 +15,7 @@ import stable_baselines3 as sb3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from designgym.agents.distill import SearchDistillation
 from designgym.agents.hyperparams import RUN_KEYS, algorithm_kwargs, policy_kwargs, read_file, shipped_file
 
 #: The algorithms ``--algo`` names, by that name. One entry a line: another one is one more line here
@@ -24,6 +25,7 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "a2c": sb3.A2C,
     "sac": sb3.SAC,
     "td3": sb3.TD3,
+    "distill": SearchDistillation,
 }
 
 #: The shipped ``default`` entries of ``designgym/agents/hyperparams/<algo>.yml``, without the run keys.

@@ -146,7 +146,25 @@ def td3_space(trial: optuna.Trial, budget: Budget) -> dict[str, Any]:
     return settings
 
 
-SEARCH_SPACES: dict[str, SearchSpace] = {"ppo": ppo_space, "a2c": a2c_space, "sac": sac_space, "td3": td3_space}
+def distill_space(trial: optuna.Trial, budget: Budget) -> dict[str, Any]:
+    """Search distillation: how much each case's search spends, how wide it looks, how much of the
+    budget refines earlier cases, and how hard the policy is fitted."""
+    sigma = trial.suggest_float("search_sigma", 0.05, 0.6, log=True)
+    return {
+        "search_budget": 2 ** trial.suggest_int("log2_search_budget", 3, 7),
+        "search_sigma": sigma,
+        "search_sigma_final": sigma * trial.suggest_float("sigma_decay", 0.05, 1.0, log=True),
+        "neighbours": trial.suggest_categorical("neighbours", [0, 2, 4, 8]),
+        "revisit": trial.suggest_categorical("revisit", [0.0, 0.25, 0.5, 0.75]),
+        "revisit_sigma": trial.suggest_float("revisit_sigma", 0.005, 0.2, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+        "gradient_steps": 2 ** trial.suggest_int("log2_gradient_steps", 4, 8),
+        "policy_kwargs": _policy_kwargs(trial, ("small", "medium", "large"), ("relu", "tanh")),
+    }
+
+
+SEARCH_SPACES: dict[str, SearchSpace] = {"ppo": ppo_space, "a2c": a2c_space, "sac": sac_space, "td3": td3_space,
+                                         "distill": distill_space}
 
 
 def register_search_space(algo: str, space: SearchSpace) -> None:

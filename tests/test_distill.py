@@ -1,0 +1,143 @@
+"""Search distillation (`designgym train --algo distill`): it learns from the reward alone, and it is
+a first-class algorithm: run folder, checkpoints with its case buffer as plain arrays, resume,
+loading, dict observations, delta mode and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from designgym.agents.distill import CaseBuffer, DistillPolicy, SearchDistillation
+from designgym.agents.rollouts import rollout
+from designgym.agents.training import TrainConfig, resume, train
+
+SMALL = {"search_budget": 12, "rescue_budget": 8, "gradient_steps": 16, "revisit": 0.5}
+
+
+def test_the_recipe_beats_a_random_policy_from_the_reward_alone(tmp_path):
+    result = train(TrainConfig(env="designgym/MBB-v1", algo="distill", timesteps=2500, seed=3, n_envs=4,
+                               hyperparams=SMALL, out=str(tmp_path), run_name="run", eval_freq=0, save_freq=0,
+                               eval_episodes=24, threads=1))
+    trained, random_ = result.metrics["trained"], result.metrics["random"]
+    # Seeded: on the 24 evaluation episodes the policy's beams are stiffer, and meet the rules more often.
+    assert trained["mean_return"] > random_["mean_return"] + 1.0
+    assert trained["mean_log_stiffness_gain"] > random_["mean_log_stiffness_gain"]
+    assert trained["feasible_rate"] > random_["feasible_rate"]
+    model = SearchDistillation.load(tmp_path / "run" / "model.zip", device="cpu")
+    env = gym.make("designgym/MBB-v1")
+    again = rollout(env, lambda obs: model.predict(obs, deterministic=True)[0], 24, seed=10_003)["summary"]
+    assert again["mean_return"] == pytest.approx(trained["mean_return"])  # the saved policy is the trained one
+
+
+def test_checkpoints_keep_the_case_buffer_as_plain_arrays_and_resume_continues_it(tmp_path):
+    config = TrainConfig(env="designgym/Extrusion-v1", algo="distill", timesteps=600, seed=0, n_envs=2,
+                         hyperparams=SMALL, out=str(tmp_path), run_name="run", eval_freq=0, save_freq=300,
+                         eval_episodes=2, threads=1)
+    train(config)
+    run = tmp_path / "run"
+    buffers = sorted((run / "checkpoints").glob("replay_buffer_*_steps.pkl"))
+    assert buffers
+    with np.load(buffers[-1], allow_pickle=False) as data:  # no pickle: a crafted file runs no code
+        cases = json.loads(str(data["cases"]))
+        assert len(cases) > 0 and data["obs"].shape[0] == len(data["state_case"])
+    before = len(cases)
+    result = resume(run, timesteps=1200)
+    assert result.metrics["timesteps"] >= 1200
+    model = SearchDistillation.load(run / "model.zip")
+    with np.load(sorted((run / "checkpoints").glob("replay_buffer_*_steps.pkl"))[-1]) as data:
+        assert len(json.loads(str(data["cases"]))) > before
+    assert model.num_timesteps >= 1200
+
+
+def test_delta_mode_labels_each_visited_state_with_the_even_step_toward_the_target():
+    env = gym.make("designgym/ExtrusionSteps-v1")
+    model = SearchDistillation("MlpPolicy", _vec("designgym/ExtrusionSteps-v1"), **SMALL, seed=0, device="cpu")
+    base = env.unwrapped
+    target = np.full(8, 0.5, np.float32)
+    buffer = model.replay_buffer
+    latents = [np.zeros(8, np.float32), np.full(8, 0.2, np.float32), np.full(8, 0.45, np.float32)]
+    states = [(np.zeros(model.observation_space.shape, np.float32), z, 8 - t) for t, z in enumerate(latents)]
+    buffer.add({"conditions": {}, "start": latents[0], "action": target, "feasible": True, "score": 1.0}, states)
+    labels = model._labels(base, np.arange(3))
+    step = base.step_size
+    np.testing.assert_allclose(labels[0], np.clip(0.5 / (8 * step), -1, 1))
+    np.testing.assert_allclose(labels[1], np.clip(0.3 / (7 * step), -1, 1))
+    np.testing.assert_allclose(labels[2], np.clip(0.05 / (6 * step), -1, 1), rtol=1e-5)
+
+
+def test_delta_mode_and_dict_observations_train(tmp_path):
+    result = train(TrainConfig(env="designgym/ExtrusionSteps-v1", algo="distill", timesteps=400, seed=1, n_envs=2,
+                               hyperparams=SMALL, env_kwargs={"observation_layout": "dict"}, out=str(tmp_path),
+                               run_name="run", eval_freq=0, save_freq=0, eval_episodes=2, threads=1))
+    assert result.metrics["timesteps"] >= 400
+    model = SearchDistillation.load(result.model_path)
+    assert type(model.policy).__name__ == "MultiInputDistillPolicy"
+
+
+def test_the_policy_normaliser_merges_batches_like_one():
+    space = gym.spaces.Box(-10, 10, (3,), np.float32)
+    policy = DistillPolicy(space, gym.spaces.Box(-1, 1, (2,), np.float32), lambda _: 1e-3)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(i, 1 + i, (n, 3)).astype(np.float32) for i, n in enumerate((5, 50, 7))]
+    for batch in batches:
+        policy.update_normalizer(torch.as_tensor(batch))
+    everything = np.concatenate(batches)
+    np.testing.assert_allclose(policy.feature_mean.numpy(), everything.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(policy.feature_var.numpy(), everything.var(0), rtol=1e-4)
+    action = policy.predict(np.full(3, 1e6, np.float32), deterministic=True)[0]  # far outside training: clipped
+    assert np.all(np.abs(action) <= 1)
+
+
+def test_the_case_buffer_drops_the_oldest_cases_and_their_states():
+    buffer = CaseBuffer(capacity=2)
+    for i in range(3):
+        case = {"conditions": {"x": i}, "start": np.zeros(2), "action": np.full(2, i), "feasible": True, "score": i}
+        buffer.add(case, [(np.full(3, i, np.float32), np.zeros(2), 1), (np.full(3, i, np.float32), np.zeros(2), 0)])
+    assert len(buffer) == 2 and list(buffer.ids()) == [1, 2]
+    assert buffer.state_case == [1, 1, 2, 2] and buffer.case(2)["conditions"] == {"x": 2}
+    again = CaseBuffer.from_arrays(_as_npz(buffer.to_arrays()))
+    assert again.state_case == buffer.state_case and list(again.ids()) == [1, 2]
+    np.testing.assert_array_equal(again.case(1)["action"], [1, 1])
+
+
+def test_normalize_is_refused_before_a_run_folder_is_made(tmp_path):
+    with pytest.raises(ValueError, match="normalises observations inside its policy"):
+        train(TrainConfig(env="designgym/MBB-v1", algo="distill", timesteps=100, hyperparams={"normalize": True},
+                          out=str(tmp_path), run_name="run", threads=1))
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("search_budget=0", "search_budget must be at least 1"),
+    ("revisit=1.0", r"revisit must be in \[0, 1\)"),
+    ("search_sigma=-1", "search_sigma must be a positive number"),
+    ("neighbors=3", "did you mean 'neighbours'"),
+])
+def test_bad_settings_are_one_line(tmp_path, setting, message):
+    result = subprocess.run([sys.executable, "-m", "designgym", "train", "--env", "MBB-v1", "--algo", "distill",
+                             "--timesteps", "50", "--out", str(tmp_path), "--params", setting],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert __import__("re").search(message, result.stderr), result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def _vec(env_id):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return make_vec_env(env_id, n_envs=1, seed=0)
+
+
+def _as_npz(arrays):
+    import io
+
+    handle = io.BytesIO()
+    np.savez(handle, **arrays)
+    handle.seek(0)
+    return np.load(handle, allow_pickle=False)
