@@ -5,8 +5,12 @@ STAMP := $(VENV)/.designgym-installed
 
 .PHONY: train test setup clean-venv
 
+# The suite's recipe (search distillation) on the quick env, then its score on the env's 200-case test split.
+RUN := quickstart-$(shell date +%Y%m%d-%H%M%S)
+
 train: $(STAMP)
-	$(VENV)/bin/designgym train --env designgym/Extrusion-v1 --algo ppo --timesteps 30000 --run-name quickstart-$$(date +%Y%m%d-%H%M%S)
+	$(VENV)/bin/designgym train --env designgym/Extrusion-v1 --algo distill --timesteps 30000 --run-name $(RUN)
+	$(VENV)/bin/designgym score --agent runs/$(RUN)
 
 # -n auto: one pytest worker per core (pytest-xdist); --durations: the slowest tests, to keep the suite short.
 test: $(STAMP)

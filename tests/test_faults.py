@@ -82,8 +82,10 @@ CASES = {
                            "unknown env 'designgym/Extrusoin-v0'; did you mean 'designgym/Extrusion-v1'"),
     "tune: unknown env": (["tune", "--env", "Cantilevr-v0"], "unknown env 'Cantilevr-v0'; did you mean "
                                                               "'designgym/Cantilever-v0'"),
-    "baseline: unknown env": (["baseline", "--env", "MBB-v1", "--method", "random"],
-                              "unknown env 'MBB-v1'; did you mean 'designgym/MBB-v1'"),
+    "baseline: unknown env": (["baseline", "--env", "MBB-v2", "--method", "random"],
+                              "unknown env 'MBB-v2'; did you mean 'designgym/MBB-v1'"),
+    "score: retired env": (["score", "--env", "MBB-v0", "--agent", "pretrained"],
+                           "designgym/MBB-v0 was replaced by designgym/MBB-v1"),
     "train: unknown algorithm": (["train", "--algo", "dqn"], "unknown algorithm 'dqn'; choose one of ppo, a2c"),
     "tune: unknown algorithm": (["tune", "--algo", "trpo"], "unknown algorithm 'trpo'; choose one of ppo, a2c"),
     # hyperparameter files and settings

@@ -16,10 +16,11 @@ def test_ppo_learns_on_extrusion(tmp_path):
     )
     result = train(config)
     trained, random = result.metrics["trained"], result.metrics["random"]
-    # Random latents pay large penalties (wrong area, loose bits, thin spurs); a learning agent
-    # stops paying most of them. Seen: trained about -1.8, random about -16 (std 20 over 64
-    # episodes, so its standard error is about 2.5); a margin of 8 is three such errors.
-    assert trained["mean_return"] > random["mean_return"] + 8.0
+    # The env repairs each section to its area, walls and one piece, so random latents are mostly
+    # legal; what a learning agent gains is stiffness (and fewer hollows than the die allows).
+    # Seen: trained 1.9, random -0.8; the margin is three standard errors of random's mean.
+    assert trained["mean_return"] > random["mean_return"] + 3 * random["std_return"] / math.sqrt(64)
+    assert trained["mean_stiffness"] > random["mean_stiffness"]
     assert trained["feasible_rate"] >= random["feasible_rate"]
 
     events = EventAccumulator(str(next((result.run_dir / "tb").iterdir())))

@@ -333,7 +333,7 @@ def test_budget_is_met_exactly_with_nothing_floating(seed):
 
 # -- keep_budget_walled: a density field to a section at its area, one piece, walls of min_width -------
 
-from designgym.envs.manufacturing import count_pieces, keep_budget_walled  # noqa: E402
+from designgym.envs.manufacturing import keep_budget_walled  # noqa: E402
 
 
 def test_walled_budget_drops_the_spur_and_the_island_and_keeps_the_area():

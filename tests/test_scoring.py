@@ -13,7 +13,6 @@ import designgym
 from designgym.agents import scoring
 from designgym.agents.scoring import References, aggregate, at_least_as_good, bootstrap_ci, iqm, test_split
 
-
 # -- the test split ---------------------------------------------------------------------------------
 
 

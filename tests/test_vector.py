@@ -69,17 +69,19 @@ def test_batched_steps_equal_independent_envs(env_id, kwargs, processes):
 
 
 @pytest.mark.parametrize(
-    ("env_id", "expected"),
+    ("env_id", "env_kwargs", "expected"),
     [
-        # Unconditional generator: the auto-reset back to the zero latent is served from each env's cache.
-        ("designgym/MBB-v1", [6, 6]),
-        # Conditional generator: the auto-reset draws new conditions, so the zero latent decodes anew,
-        # still as one call for all six.
-        ("designgym/Cantilever-v0", [6, 6, 6]),
+        # Unconditional generator, no repair: the auto-reset back to the zero latent is served from
+        # each env's cache.
+        ("designgym/MBB-v1", {"repair": False}, [6, 6]),
+        # A repaired design depends on the conditions, and so does a conditional generator's: the
+        # auto-reset draws new conditions, so the zero latent decodes anew, still as one call for all six.
+        ("designgym/MBB-v1", {}, [6, 6, 6]),
+        ("designgym/Cantilever-v0", {}, [6, 6, 6]),
     ],
 )
-def test_one_generator_call_per_step_for_all_envs(env_id, expected):
-    vec = make_batched_vec_env(env_id, n_envs=6, seed=0)
+def test_one_generator_call_per_step_for_all_envs(env_id, env_kwargs, expected):
+    vec = make_batched_vec_env(env_id, n_envs=6, seed=0, env_kwargs=env_kwargs)
     generator = vec.envs[0].generator
     assert all(env.generator is generator and env.problem is vec.envs[0].problem for env in vec.envs)
     calls = []

@@ -23,7 +23,7 @@ from designgym.agents.rollouts import rollout
 
 
 class DesignMetricsCallback(BaseCallback):
-    """Logs the mean reward parts, objectives, violations and feasible rate of finished episodes.
+    """Logs the mean reward parts, objectives, violations, cost and feasible rate of finished episodes.
 
     SB3 logs only the episode return; for design work the parts of the reward are what tell a
     stuck agent (paying penalties) from a learning one. ``record_mean`` averages every episode
@@ -41,6 +41,8 @@ class DesignMetricsCallback(BaseCallback):
             for key, value in info.get("reward_parts", {}).items():
                 self.logger.record_mean(f"design/reward/{key}", float(value))
             self.logger.record_mean("design/feasible_rate", float(info["feasible"]))
+            if "cost" in info:
+                self.logger.record_mean("design/cost", float(info["cost"]))
         return True
 
 

@@ -160,6 +160,7 @@ class CaseBuffer:
         self.state_case: list[int] = []
         self.state_latent: list[np.ndarray] = []
         self.state_left: list[int] = []
+        self.added_states = 0  # states ever added; the newest are the last of ``obs``
         self._first = 0  # id of cases[0]: ids grow, the oldest cases leave first
 
     def __len__(self) -> int:
@@ -169,6 +170,7 @@ class CaseBuffer:
         case_id = self._first + len(self.cases)
         self.cases.append(case)
         for obs, latent, left in states:
+            self.added_states += 1
             self.obs.append(obs)
             self.state_case.append(case_id)
             self.state_latent.append(np.asarray(latent, dtype=np.float32))
@@ -209,6 +211,7 @@ class CaseBuffer:
 
         out: dict[str, np.ndarray] = {
             "capacity": np.array(self.capacity), "first": np.array(self._first),
+            "added_states": np.array(self.added_states),
             "cases": np.array(json.dumps([_case_json(c) for c in self.cases])),
             "state_case": np.array(self.state_case, dtype=np.int64),
             "state_latent": np.array(self.state_latent, dtype=np.float32).reshape(len(self.state_case), -1),
@@ -227,6 +230,7 @@ class CaseBuffer:
 
         buffer = cls(int(data["capacity"]))
         buffer._first = int(data["first"])
+        buffer.added_states = int(data["added_states"])
         buffer.cases = [_case_from_json(c) for c in json.loads(str(data["cases"]))]
         buffer.state_case = [int(v) for v in data["state_case"]]
         buffer.state_latent = [np.asarray(v, dtype=np.float32) for v in data["state_latent"]]
@@ -347,6 +351,7 @@ class SearchDistillation(BaseAlgorithm):
         self._judge_env: Any = None
         self._search_rng: np.random.Generator | None = None
         self._steps_to_report = 0
+        self._normalized_states = 0
         self._round_stats: dict[str, list[float]] = {}
         if _init_setup_model:
             self._setup_model()
@@ -363,7 +368,7 @@ class SearchDistillation(BaseAlgorithm):
         self._search_rng = np.random.default_rng(self.seed)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "replay_buffer", "_judge_env", "_round_stats"]
+        return [*super()._excluded_save_params(), "replay_buffer", "_judge_env", "_round_stats", "_open_states"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []
@@ -590,12 +595,12 @@ class SearchDistillation(BaseAlgorithm):
         env = self.judge_env()
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        new = getattr(self, "_unnormalized", 0)
-        if new < len(buffer.obs):  # the normaliser learns the states it has not seen yet
-            obs_tensor, _ = self.policy.obs_to_tensor(_stack(buffer.obs[new:]))
+        unseen = min(buffer.added_states - self._normalized_states, len(buffer.obs))
+        if unseen > 0:  # the normaliser learns the states it has not seen yet, the newest of the buffer
+            obs_tensor, _ = self.policy.obs_to_tensor(_stack(buffer.obs[-unseen:]))
             with th.no_grad():
                 self.policy.update_normalizer(self.policy.features(obs_tensor))
-        self._unnormalized = len(buffer.obs)
+        self._normalized_states = buffer.added_states
         losses = []
         assert self._search_rng is not None
         for _ in range(self.gradient_steps):
