@@ -1,0 +1,218 @@
+"""The parts of search distillation that hold what it learns: the policy and the case buffer.
+
+Kept apart from the algorithm (:mod:`designgym.agents.distill`) because both outlive a run: the
+policy is what a saved agent is, and the buffer is what a checkpoint keeps for ``--resume``
+(as plain arrays, never pickled).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, create_mlp
+from stable_baselines3.common.type_aliases import Schedule
+from torch import nn
+
+
+class DistillPolicy(BasePolicy):
+    """A deterministic policy: normalised features, an MLP, a tanh to the action bounds.
+
+    The observation features are standardised with a running mean and variance kept in the
+    policy (saved with it), updated from the cases the algorithm collects, and clipped to
+    ``[-10, 10]``: the objective and violation features of design envs differ by orders of
+    magnitude, and a feature constant in training (the zero latent of direct mode) must not blow
+    up when it changes.
+
+    Args:
+        observation_space, action_space, lr_schedule: as for every SB3 policy.
+        net_arch: hidden layer sizes (default ``[256, 256]``).
+        activation_fn: activation of the hidden layers (default ``nn.ReLU``).
+        features_extractor_class: ``FlattenExtractor`` (``MlpPolicy``) or ``CombinedExtractor``
+            (``MultiInputPolicy``, dict observations).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space, action_space, features_extractor_class, features_extractor_kwargs,
+            optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs, squash_output=True,
+            normalize_images=normalize_images,
+        )
+        self.net_arch = [256, 256] if net_arch is None else [int(n) for n in net_arch]
+        self.activation_fn = activation_fn
+        self.features_extractor = self.make_features_extractor()
+        dim = self.features_extractor.features_dim
+        self.register_buffer("feature_mean", th.zeros(dim))
+        self.register_buffer("feature_var", th.ones(dim))
+        self.register_buffer("feature_count", th.zeros(()))
+        action_dim = int(np.prod(action_space.shape))
+        self.mu = nn.Sequential(*create_mlp(dim, action_dim, self.net_arch, activation_fn, squash_output=True))
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(net_arch=self.net_arch, activation_fn=self.activation_fn,
+                    features_extractor_class=self.features_extractor_class,
+                    features_extractor_kwargs=self.features_extractor_kwargs)
+        return data
+
+    def features(self, obs: Any) -> th.Tensor:
+        return self.extract_features(obs, self.features_extractor)
+
+    def forward(self, obs: Any) -> th.Tensor:
+        return self.action_from_features(self.features(obs))
+
+    def action_from_features(self, features: th.Tensor) -> th.Tensor:
+        scaled = (features - self.feature_mean) / th.sqrt(self.feature_var + 1e-8)
+        return self.mu(th.clamp(scaled, -10.0, 10.0))
+
+    def _predict(self, observation: Any, deterministic: bool = False) -> th.Tensor:
+        return self(observation)  # deterministic either way: exploration is the search's
+
+    @th.no_grad()
+    def update_normalizer(self, features: th.Tensor) -> None:
+        """Merge a batch of features into the running mean and variance (Chan et al.'s update)."""
+        n = float(features.shape[0])
+        if n == 0:
+            return
+        mean, var = features.mean(0), features.var(0, unbiased=False)
+        count = float(self.feature_count)
+        total = count + n
+        delta = mean - self.feature_mean
+        self.feature_mean += delta * n / total
+        m2 = self.feature_var * count + var * n + delta**2 * count * n / total
+        self.feature_var.copy_(m2 / total)
+        self.feature_count.fill_(total)
+
+
+class MultiInputDistillPolicy(DistillPolicy):
+    """:class:`DistillPolicy` for dict observations (``observation_layout="dict"``)."""
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+class CaseBuffer:
+    """The cases seen so far: the observations to label, each case's conditions, start latent,
+    best action and its gated key. Saved and loaded as plain arrays (``.npz``), never pickled.
+
+    ``obs`` holds one row per labelled state (one per case in direct mode, one per step in delta
+    mode), ``state_case`` which case it belongs to and ``state_latent`` its latent then.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.cases: list[dict[str, Any]] = []
+        self.obs: list[Any] = []
+        self.state_case: list[int] = []
+        self.state_latent: list[np.ndarray] = []
+        self.state_left: list[int] = []
+        self.added_states = 0  # states ever added; the newest are the last of ``obs``
+        self._first = 0  # id of cases[0]: ids grow, the oldest cases leave first
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def add(self, case: dict[str, Any], states: list[tuple[Any, np.ndarray, int]]) -> None:
+        case_id = self._first + len(self.cases)
+        self.cases.append(case)
+        for obs, latent, left in states:
+            self.added_states += 1
+            self.obs.append(obs)
+            self.state_case.append(case_id)
+            self.state_latent.append(np.asarray(latent, dtype=np.float32))
+            self.state_left.append(int(left))
+        while len(self.cases) > self.capacity:
+            self._first += 1
+            self.cases.pop(0)
+            while self.state_case and self.state_case[0] < self._first:
+                for column in (self.obs, self.state_case, self.state_latent, self.state_left):
+                    column.pop(0)
+
+    def case(self, case_id: int) -> dict[str, Any]:
+        return self.cases[case_id - self._first]
+
+    def first_state(self, case_id: int) -> int:
+        """Index in ``obs`` of the case's first state (its start observation)."""
+        return int(np.searchsorted(np.asarray(self.state_case), case_id))
+
+    def condition_vectors(self, problem: Any) -> np.ndarray:
+        """The cases' conditions as the problem's scaled vectors, one row a case (cached)."""
+        cached = getattr(self, "_vectors", None)
+        have = 0 if cached is None else len(cached)
+        if cached is None or have > len(self.cases) or getattr(self, "_vectors_first", None) != self._first:
+            cached, have = np.zeros((0, problem.conditions_dim), np.float32), 0
+        if have < len(self.cases):
+            new = [problem.conditions_vector(c["conditions"]) for c in self.cases[have:]]
+            cached = np.concatenate([cached, np.stack(new)])
+        self._vectors, self._vectors_first = cached, self._first
+        return cached
+
+    def ids(self) -> range:
+        return range(self._first, self._first + len(self.cases))
+
+    # -- plain-array storage ----------------------------------------------------------------
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+
+        out: dict[str, np.ndarray] = {
+            "capacity": np.array(self.capacity), "first": np.array(self._first),
+            "added_states": np.array(self.added_states),
+            "cases": np.array(json.dumps([_case_json(c) for c in self.cases])),
+            "state_case": np.array(self.state_case, dtype=np.int64),
+            "state_latent": np.array(self.state_latent, dtype=np.float32).reshape(len(self.state_case), -1),
+            "state_left": np.array(self.state_left, dtype=np.int64),
+        }
+        if self.obs and isinstance(self.obs[0], dict):
+            for key in self.obs[0]:
+                out[f"obs/{key}"] = np.stack([o[key] for o in self.obs])
+        elif self.obs:
+            out["obs"] = np.stack(self.obs)
+        return out
+
+    @classmethod
+    def from_arrays(cls, data: Any) -> CaseBuffer:
+
+        buffer = cls(int(data["capacity"]))
+        buffer._first = int(data["first"])
+        buffer.added_states = int(data["added_states"])
+        buffer.cases = [_case_from_json(c) for c in json.loads(str(data["cases"]))]
+        buffer.state_case = [int(v) for v in data["state_case"]]
+        buffer.state_latent = [np.asarray(v, dtype=np.float32) for v in data["state_latent"]]
+        buffer.state_left = [int(v) for v in data["state_left"]]
+        keys = [k for k in data.files if k.startswith("obs/")]
+        if keys:
+            n = len(buffer.state_case)
+            buffer.obs = [{k[4:]: np.asarray(data[k][i]) for k in keys} for i in range(n)]
+        elif "obs" in data.files:
+            buffer.obs = [np.asarray(o) for o in data["obs"]]
+        return buffer
+
+
+def _case_json(case: dict[str, Any]) -> dict[str, Any]:
+    return {"conditions": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in case["conditions"].items()},
+            "start": np.asarray(case["start"]).tolist(), "action": np.asarray(case["action"]).tolist(),
+            "feasible": bool(case["feasible"]), "score": float(case["score"])}
+
+
+def _case_from_json(case: dict[str, Any]) -> dict[str, Any]:
+    return {"conditions": dict(case["conditions"]), "start": np.asarray(case["start"], dtype=np.float32),
+            "action": np.asarray(case["action"], dtype=np.float32), "feasible": bool(case["feasible"]),
+            "score": float(case["score"])}
