@@ -203,3 +203,45 @@ def test_references_of_another_env_setting_are_refused(tmp_path):
     scoring.write_references(refs, path)
     with pytest.raises(ValueError, match="do not fit this env.*remake them"):
         scoring.score_policy("designgym/MBB-v1", lambda obs: np.zeros(8, np.float32), references=path)
+
+
+# -- designgym score ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from designgym.agents.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs")
+    return train(TrainConfig(env="designgym/MBB-v1", algo="ppo", timesteps=64, n_envs=2, out=str(out),
+                             run_name="tiny", eval_freq=0, save_freq=0, eval_episodes=2, threads=1)).run_dir
+
+
+def _designgym(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "designgym", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_score_command_prints_the_public_json(tiny_run, tmp_path):
+    result = _designgym("score", "--agent", str(tiny_run), "--json", "--out", str(tmp_path / "score.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["env"] == "designgym/MBB-v1" and report["n_cases"] == 200
+    assert set(report["normalized_score"]) >= {"iqm", "ci"} and 0.0 <= report["feasible_rate"] <= 1.0
+    assert report["ms_per_design"] > 0 and len(report["cases"]) == 200
+    assert json.loads((tmp_path / "score.json").read_text()) == report
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "Cantilever-v0"], "was trained on designgym/MBB-v1, not designgym/Cantilever-v0"),
+    (["--env", "Cantilevr-v0"], "unknown env 'Cantilevr-v0'"),
+    (["--conditions", '[{"volfrac": 0.4, "load_y": 0.1}]'], "case 0: mbb: unknown condition(s) ['load_y']"),
+    (["--conditions", "[]"], "--conditions holds no cases"),
+    (["--references", "nowhere.json"], "reference file nowhere.json does not exist"),
+])
+def test_score_command_names_bad_input_in_one_line(tiny_run, args, message):
+    result = _designgym("score", "--agent", str(tiny_run), *args)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
