@@ -8,7 +8,9 @@ For each env, on its 200-case test split (designgym.agents.scoring):
 - latent searches from the centre, ranked feasible first (random, CMA-ES, TPE), read off at
   ``--budgets`` judged designs per case (the largest budget on the first ``--top-cases`` cases
   only, to save time: on the structures it is most of the benchmark's finite-element solves);
-- the reference (the shipped reference values: SIMP, or a 1,000-design CMA-ES with other seeds).
+- the reference (the shipped reference values: SIMP, or a 1,000-design CMA-ES with other seeds);
+- the agent shipped in the package for the env (the recipe at its own budget, seed 0; its
+  sidecar says how many steps), unless ``--no-shipped``.
 
 Every row: the normalized score's interquartile mean over cases (and seeds) with its 95 %
 bootstrap interval, the feasible rate, milliseconds per design (an agent: one episode; a search:
@@ -16,7 +18,8 @@ its wall time to that budget; the reference: its own), and for agents the share 
 design is at least as good as CMA-ES's at 100 designs (paired by case; the mean over seeds).
 
 Each piece of work is written to ``--out`` as it finishes and skipped when run again, so an
-interrupted run continues where it stopped. ``--workers`` processes share the pieces. The table
+interrupted run continues where it stopped. ``--workers`` processes share the pieces, and so do
+several runs of the script on one ``--out`` folder (each claims the pieces it takes). The table
 goes to ``<out>/table.md`` and ``<out>/table.json``; ``--picture`` draws designs side by side.
 
     python benchmarks/score.py --workers 2                     # the table in RESULTS.md (hours on 2 cores)
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -57,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/score"))
     p.add_argument("--picture", type=Path, default=None, help="PNG of designs side by side (two cases per env)")
+    p.add_argument("--no-shipped", dest="shipped", action="store_false",
+                   help="leave out the row of the agent shipped in the package")
     p.add_argument("--table-only", action="store_true", help="write the table from what is done; run nothing")
     return p.parse_args(argv)
 
@@ -85,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 path = args.out / "agents" / f"{_name(env_id)}-{algo}-s{seed}.json"
                 jobs.append(("agent", path, (env_id, algo, seed, args.steps, n_cases, str(args.out / "runs"))))
+        if args.shipped:
+            jobs.append(("shipped", args.out / "agents" / f"{_name(env_id)}-shipped.json", (env_id, n_cases)))
     todo = [job for job in jobs if not job[1].exists()]
     if not args.table_only and todo:
-        # The longest first, so that the workers finish together.
-        todo.sort(key=lambda job: (job[0] != "agent", job[1].name))
+        # Env by env in the order given; within an env the longest first, so that workers finish together.
+        rank = {kind: k for k, kind in enumerate(("shipped", "agent", "search"))}
+        todo.sort(key=lambda job: (envs.index(job[2][0]), rank[job[0]], job[1].name))
         print(f"{len(todo)} of {len(jobs)} pieces to do, {args.workers} worker(s)", file=sys.stderr)
         _run(todo, args.workers)
     table = make_table(envs, args, n_cases)
@@ -127,11 +136,40 @@ def _start_worker() -> None:
 
 def _do(job: tuple[str, Path, tuple]) -> None:
     kind, path, spec = job
-    result = _search_piece(*spec) if kind == "search" else _agent_piece(*spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result) + "\n")
-    tmp.replace(path)
+    if path.exists() or not _claim(path):
+        return  # done meanwhile, or another score.py on this folder is on it
+    try:
+        result = _search_piece(*spec) if kind == "search" else _shipped_piece(*spec) if kind == "shipped" \
+            else _agent_piece(*spec)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result) + "\n")
+        tmp.replace(path)
+    finally:
+        path.with_suffix(".claim").unlink(missing_ok=True)
+
+
+def _claim(path: Path) -> bool:
+    """Take ``path``'s piece for this process; False if a live process on this machine holds it.
+
+    Several runs of this script may share one --out folder (each takes the pieces nobody holds);
+    the claim of a process that died is taken over."""
+    claim = path.with_suffix(".claim")
+    for _ in range(2):
+        try:
+            with open(claim, "x") as handle:
+                handle.write(str(os.getpid()))
+            return True
+        except FileExistsError:
+            try:
+                holder = int(claim.read_text() or 0)
+                os.kill(holder, 0)
+                return False
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                claim.unlink(missing_ok=True)  # its holder is gone
+            except PermissionError:
+                return False
+    return False
 
 
 def _search_piece(env_id: str, method: str, k: int, first: int, last: int, budgets: list[int]) -> dict[str, Any]:
@@ -174,6 +212,17 @@ def _agent_piece(env_id: str, algo: str, seed: int, steps: int, n_cases: int, ru
             "rows": [{"case": r["case"], "objective": r["score"], "feasible": r["feasible"]} for r in scored["cases"]]}
 
 
+def _shipped_piece(env_id: str, n_cases: int) -> dict[str, Any]:
+    from designgym.agents.evaluation import load_agent, pretrained_path
+    from designgym.agents.scoring import score_policy
+
+    card = json.loads(pretrained_path(env_id).with_suffix(".json").read_text())
+    scored = score_policy(env_id, load_agent("pretrained", env_id=env_id).act, n_cases=n_cases)
+    return {"env": env_id, "algo": "shipped", "seed": card["seed"], "steps": card["timesteps"],
+            "train_seconds": card["train_seconds"], "ms_per_design": scored["ms_per_design"],
+            "rows": [{"case": r["case"], "objective": r["score"], "feasible": r["feasible"]} for r in scored["cases"]]}
+
+
 # -- the table --------------------------------------------------------------------------------------
 
 
@@ -193,16 +242,22 @@ def make_table(envs: list[str], args: argparse.Namespace, n_cases: int) -> dict[
         anchor = None
         for method, per_case in searches.items():
             for budget in args.budgets:
-                got = [per_case[i]["budgets"].get(str(budget)) for i in sorted(per_case) if i < n_cases]
-                if not got or any(g is None for g in got):
+                # the largest budget may cover the first --top-cases cases only: score those, and say so
+                index = [i for i in sorted(per_case) if i < n_cases and str(budget) in per_case[i]["budgets"]]
+                if not index or index != list(range(len(index))):
                     continue
+                got = [per_case[i]["budgets"][str(budget)] for i in index]
                 scores = norm(np.array([[g["objective"] for g in got]]), np.array([[g["feasible"] for g in got]]))
                 rows[f"{method}@{budget}"] = _row(scores, [g["feasible"] for g in got],
                                                   1000 * float(np.mean([g["seconds"] for g in got])))
-                if method == "cmaes" and budget == 100:
+                rows[f"{method}@{budget}"]["cases"] = len(index)
+                if method == "cmaes" and budget == 100 and len(index) == n_cases:
                     anchor = scores[0]
-        for algo in args.algos:
-            runs = [_read(args.out / "agents" / f"{_name(env_id)}-{algo}-s{seed}.json") for seed in args.seeds]
+        for algo in [*args.algos, "shipped"]:
+            if algo == "shipped":
+                runs = [_read(args.out / "agents" / f"{_name(env_id)}-shipped.json")]
+            else:
+                runs = [_read(args.out / "agents" / f"{_name(env_id)}-{algo}-s{seed}.json") for seed in args.seeds]
             runs = [r for r in runs if r is not None]
             if not runs:
                 continue
@@ -216,6 +271,8 @@ def make_table(envs: list[str], args: argparse.Namespace, n_cases: int) -> dict[
             if anchor is not None and len(anchor) == scores.shape[1]:
                 row["vs_cmaes100"] = float(np.mean([at_least_as_good(s, anchor) for s in scores]))
                 row["vs_cmaes100_per_seed"] = [at_least_as_good(s, anchor) for s in scores]
+            if algo == "shipped":
+                row["steps"] = runs[0]["steps"]
             rows[algo] = row
         cases = refs.cases[:n_cases]
         ref_scores = norm(np.array([[c["reference"] for c in cases]]),
@@ -254,13 +311,16 @@ def table_markdown(table: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [f"Agents: {table['steps']:,} env steps, seeds {table['seeds']}; {table['cases']} test cases per env.", ""]
     lines += ["| env | method | normalized score IQM [95% CI] | feasible | ms/design | >= CMA-ES@100 |",
               "|---|---|---|---|---|---|"]
-    order = [*args.algos, *[f"{m}@{b}" for m in args.methods for b in args.budgets], "reference"]
+    order = [*args.algos, "shipped", *[f"{m}@{b}" for m in args.methods for b in args.budgets], "reference"]
     for env_id, entry in table["envs"].items():
         for name in order:
             row = entry["rows"].get(name)
             if row is None:
                 continue
-            label = name if name != "reference" else f"reference ({entry['reference']})"
+            label = {"reference": f"reference ({entry['reference']})",
+                     "shipped": f"shipped agent (distill, {row.get('steps', 0):,} steps, seed 0)"}.get(name, name)
+            if row.get("cases", table["cases"]) < table["cases"]:
+                label += f" (first {row['cases']} cases)"
             paired = f"{row['vs_cmaes100']:.0%}" if "vs_cmaes100" in row else ""
             lines.append(f"| {_name(env_id)} | {label} | {row['iqm']:.1f} [{row['ci'][0]:.1f}, {row['ci'][1]:.1f}] | "
                          f"{row['feasible_rate']:.1%} | {row['ms_per_design']:.1f} | {paired} |")

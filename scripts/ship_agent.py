@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env_id = resolve_env_id(args.env)
-    command = shlex.join(["python", "scripts/ship_agent.py", *(argv if argv is not None else sys.argv[1:])])
+    # Where the files go does not change the agent, so --out is not part of the command that remakes it.
+    command = shlex.join(["python", "scripts/ship_agent.py", "--env", env_id, "--timesteps", str(args.timesteps),
+                          *(["--seed", str(args.seed)] if args.seed else [])])
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         result = train(TrainConfig(env=env_id, algo="distill", timesteps=args.timesteps, seed=args.seed,

@@ -15,6 +15,7 @@ TINY = {
     "a2c": {"n_steps": 8},
     "sac": {"learning_starts": 32, "batch_size": 32},
     "td3": {"learning_starts": 32, "batch_size": 32},
+    "distill": {"search_budget": 8, "rescue_budget": 8, "gradient_steps": 4, "batch_size": 32},
 }
 
 
