@@ -151,8 +151,10 @@ CASES = {
     "design: agent of another env": (["design", "--env", "Cantilever-v0", "--agent", RUN, "--out", "out.npy"],
                                      "does not fit designgym/Cantilever-v0 (it was trained on designgym/Extrusion-v1): "
                                      "its observation space has shape (17,), the env's (16,)"),
-    "design: no pretrained agent": (["design", "--env", "MBB-v1", "--agent", "pretrained", "--out", "out.npy"],
-                                    "no pretrained agent ships for designgym/MBB-v1"),
+    "design: no pretrained agent": (["design", "--env", "faults/Plain-v0", "--agent", "pretrained", "--out", "out.npy"],
+                                    "no pretrained agent ships for faults/Plain-v0 (shipped: AMBracket-v0, "
+                                    "Cantilever-v0, Extrusion-v1, ExtrusionSteps-v1, FloorPlan-v0, MBB-v1, "
+                                    "Massing-v0); train one with `designgym train --env faults/Plain-v0`"),
     "eval: unfinished run": (["eval", "--run", UNFINISHED],
                              "has not finished; finish it with `designgym train --resume runs/unfinished`"),
     "eval: not a run folder": (["eval", "--run", "runs"], "runs is not a run folder (no config.json)"),
@@ -171,8 +173,21 @@ CASES = {
 }
 
 
+@pytest.fixture
+def plain_env():
+    """An env of the user's own (every built-in env ships an agent; this one has none)."""
+    import gymnasium as gym
+
+    import designgym
+    from designgym.envs.registration import _ENVS
+
+    designgym.register_design_env("faults/Plain-v0", problem="mbb", generator="mbb-vae")
+    yield "faults/Plain-v0"
+    del gym.registry["faults/Plain-v0"], _ENVS["faults/Plain-v0"]
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_clear_line_and_changes_nothing(workspace, case, capsys, monkeypatch):
+def test_bad_input_is_one_clear_line_and_changes_nothing(workspace, plain_env, case, capsys, monkeypatch):
     args, message = CASES[case]
     monkeypatch.chdir(workspace)
     before = snapshot(workspace)

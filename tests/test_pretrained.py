@@ -49,20 +49,23 @@ def test_pretrained_agent_designs_at_the_volume_budget_with_nothing_floating(env
 
 
 def test_pretrained_cantilever_is_close_to_simp_on_unseen_load_cases():
-    """Three load cases drawn from a seed no training used: one step against SIMP to convergence."""
+    """Ten load cases drawn from a seed no training used: one step against SIMP to convergence."""
     import designgym
 
     agent = load_agent("pretrained", env_id="designgym/Cantilever-v0")
     problem = designgym.make_problem("cantilever")
     rng = np.random.default_rng(4242)
-    ratios = []
-    for _ in range(3):
+    ratios, feasible = [], []
+    for _ in range(10):
         conditions = problem.sample_conditions(rng)
         result = make_design(agent, "designgym/Cantilever-v0", conditions)
-        assert result["feasible"]
-        simp = problem.evaluate(problem.optimize(conditions), conditions).objectives["compliance"]
-        ratios.append(result["objectives"]["compliance"] / simp)
-    # benchmarks/quality.py measures the median on 50 cases; three cases bound it loosely.
+        feasible.append(result["feasible"])
+        if result["feasible"]:
+            simp = problem.evaluate(problem.optimize(conditions), conditions).objectives["compliance"]
+            ratios.append(result["objectives"]["compliance"] / simp)
+    # Its card says 98 % of the test split is legal (here 9 of 10: in one case the load misses the
+    # clamp); the legal designs are within a few per cent of SIMP's compliance.
+    assert sum(feasible) >= 8, feasible
     assert np.median(ratios) < 1.10 and max(ratios) < 1.5, ratios
 
 
