@@ -1,4 +1,9 @@
-"""Train the agent shipped for a structural env (designgym/agents/pretrained/<Env>.zip).
+"""A supervised warm start for a structural env: an agent fitted to the generator's encodings of SIMP optima.
+
+This needs labels (SIMP optima) that a user's env does not have, so it is not the suite's recipe:
+the shipped agents come from the reward alone (scripts/ship_agent.py, search distillation). It is
+kept as the comparison it makes (benchmarks/quality.py, RESULTS.md section 8, which measured the
+agents it made for Cantilever-v0 and AMBracket-v0 before the recipe replaced them).
 
 The policy learns to do in one forward pass what an optimizer does per case. Up to three stages:
 
@@ -18,14 +23,14 @@ The policy learns to do in one forward pass what an optimizer does per case. Up 
    own reward.
 
 The result is an ordinary Stable-Baselines3 PPO file with a JSON sidecar (env, algo, how it was
-made), loadable with ``designgym design --agent pretrained``.
+made), written to ``--out`` (default agents/warm-start/) and loadable with ``designgym design --agent FILE``.
 
-    # the shipped Cantilever agent: imitation and two refinement rounds, then two more rounds
+    # the earlier Cantilever agent: imitation and two refinement rounds, then two more rounds
     python scripts/train_pretrained_agent.py --env designgym/Cantilever-v0 --data data/cantilever-64x32.npz \
         --epochs 200 --refine-rounds 2 --out agents/step1
     python scripts/train_pretrained_agent.py --env designgym/Cantilever-v0 --data data/cantilever-64x32.npz \
-        --init agents/step1/Cantilever-v0.zip --refine-rounds 2
-    # the shipped AMBracket agent: imitation, then two rounds (about 28 minutes with --workers 2 on 2 cores)
+        --init agents/step1/Cantilever-v0.zip --refine-rounds 2 --out agents/warm-start
+    # the earlier AMBracket agent: imitation, then two rounds (about 28 minutes with --workers 2 on 2 cores)
     python scripts/train_pretrained_agent.py --env designgym/AMBracket-v0 --data data/cantilever-64x32.npz \
         --epochs 100 --out agents/step1
     python scripts/train_pretrained_agent.py --env designgym/AMBracket-v0 --data data/cantilever-64x32.npz \
@@ -45,7 +50,6 @@ import torch
 from tqdm.auto import tqdm
 
 import designgym
-from designgym.agents.evaluation import PRETRAINED_DIR
 from designgym.agents.files import atomic_path, write_text_atomic
 from designgym.envs.vector import make_batched_vec_env
 
@@ -68,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rl-steps", type=int, default=0, help="PPO steps on the env's reward afterwards")
     p.add_argument("--rl-lr", type=float, default=5e-5, help="PPO learning rate of the second stage")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=PRETRAINED_DIR, help="folder for <Env>.zip and <Env>.json")
+    p.add_argument("--out", type=Path, default=Path("agents/warm-start"),
+                   help="folder for <Env>.zip and <Env>.json (default: %(default)s)")
     return p.parse_args(argv)
 
 
