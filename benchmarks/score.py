@@ -330,9 +330,9 @@ def table_markdown(table: dict[str, Any], args: argparse.Namespace) -> str:
 # -- the picture ------------------------------------------------------------------------------------
 
 
-def draw_picture(envs: list[str], args: argparse.Namespace, path: Path, cases: tuple[int, ...] = (0, 1)) -> None:
-    """Designs side by side: per env and case, the recipe's, PPO's and SAC's (seed 0), CMA-ES at 100
-    and the reference, each captioned with its normalized score."""
+def draw_picture(envs: list[str], args: argparse.Namespace, path: Path, cases: tuple[int, ...] = (0,)) -> None:
+    """Designs side by side: per env and case, the recipe's, PPO's and SAC's (seed 0), the shipped
+    agent's, CMA-ES at 100 and the reference, each captioned with its normalized score."""
     import gymnasium as gym
 
     from designgym.agents.evaluation import load_agent
@@ -341,7 +341,7 @@ def draw_picture(envs: list[str], args: argparse.Namespace, path: Path, cases: t
     from designgym.agents.search import search
 
     images, captions = [], []
-    columns = [*args.algos, "cmaes@100", "reference"]
+    columns = [*args.algos, *(["shipped"] if args.shipped else []), "cmaes@100", "reference"]
     for env_id in envs:
         refs = shipped_references(env_id)
         env = gym.make(env_id)
@@ -352,9 +352,9 @@ def draw_picture(envs: list[str], args: argparse.Namespace, path: Path, cases: t
             for column in columns:
                 base.reset(options=_reset_options(case))
                 conditions = dict(base.conditions)
-                if column in ALGOS:
+                if column in (*ALGOS, "shipped"):
                     run = args.out / "runs" / f"{_name(env_id)}-{column}-s{args.seeds[0]}"
-                    agent = load_agent(run)
+                    agent = load_agent("pretrained", env_id=env_id) if column == "shipped" else load_agent(run)
                     obs, _ = env.reset(options=_reset_options(case))
                     done = False
                     while not done:
@@ -371,10 +371,13 @@ def draw_picture(envs: list[str], args: argparse.Namespace, path: Path, cases: t
                 status = "meets every rule" if evaluation.feasible else "breaks " + ", ".join(
                     k for k, v in evaluation.violations.items() if v > 1e-9)
                 images.append(base.problem.render(design, conditions))
-                captions.append(f"{_name(env_id)} case {i}: {column}\nscore {score:.0f}, {status}")
+                label = "shipped agent" if column == "shipped" else column
+                captions.append(f"{_name(env_id)} case {i}: {label}\nscore {score:.0f}, {status}")
         env.close()
     save_design_grid(path, images, captions, columns=len(columns),
-                     title=f"Designs for held-out cases (agents after {args.steps:,} env steps, seed {args.seeds[0]})")
+                     title=f"Designs for held-out test cases: agents after {args.steps:,} env steps (seed "
+                           f"{args.seeds[0]}), the shipped agent, CMA-ES at 100 designs and the reference; "
+                           "score 0 = the free design or a broken rule, 100 = the reference")
 
 
 def _reference_design(env: Any, refs: Any, index: int, conditions: dict[str, Any]) -> tuple[np.ndarray, Any]:
