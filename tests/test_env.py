@@ -121,8 +121,9 @@ def test_cost_is_the_total_violation_and_zero_exactly_when_feasible(env_id):
         seen.add(info["feasible"])
         if terminated:
             env.reset()
-    assert True in seen or env_id.endswith(("FloorPlan-v0", "Massing-v0", "AMBracket-v0", "Extrusion-v1",
-                                            "ExtrusionSteps-v1"))  # raw latents there are rarely legal
+    # Where random latents are rarely legal (the buildings, the printable bracket) only the checks
+    # above apply; everywhere else a legal design must turn up with cost 0.
+    assert True in seen or env_id.endswith(("FloorPlan-v0", "Massing-v0", "AMBracket-v0"))
 
 
 def test_design_score_is_the_direct_mode_reward_plus_the_start_objective(direct):
