@@ -68,7 +68,8 @@ def test_direct_mode_is_one_step_and_the_action_is_the_latent(direct):
     assert terminated and not truncated
     np.testing.assert_allclose(env.latent, action * env.latent_bound, rtol=1e-6)
     decoded = env.generator.decode_numpy(env.latent[None])[0]
-    np.testing.assert_array_equal(env.design, decoded)
+    assert env.repair  # Extrusion-v1 judges the repaired decoding
+    np.testing.assert_array_equal(env.design, env.problem.repair(decoded, env.conditions))
 
 
 def test_delta_mode_takes_bounded_steps_for_the_episode_length(delta):
@@ -290,20 +291,24 @@ def test_env_problem_equals_make_problem():
     assert type(designgym.make_problem("extrusion")) is Extrusion
 
 
-def test_a_repeated_latent_is_decoded_once_and_gives_the_same_design(direct, monkeypatch):
+@pytest.mark.parametrize("repair", [True, False])
+def test_a_repeated_latent_is_decoded_once_and_gives_the_same_design(repair, monkeypatch):
+    direct = gym.make("designgym/Extrusion-v1", repair=repair)
     env = direct.unwrapped
     calls = []
     decode = env.generator.decode_numpy
     monkeypatch.setattr(env.generator, "decode_numpy", lambda z: calls.append(z.copy()) or decode(z))
-    direct.reset(seed=0)
+    # A repaired design depends on the conditions too, so they are held fixed here.
+    options = {"conditions": {"area_fraction": 0.3, "axis_angle": 20.0, "max_hollows": 1}} if repair else None
+    direct.reset(seed=0, options=options)
     first = env.design.copy()
     direct.step(np.full(env.action_space.shape, 0.5, np.float32))
-    direct.reset(seed=1)  # the zero latent again: no new decode
+    direct.reset(seed=1, options=options)  # the zero latent again: no new decode
     assert len(calls) == 2
     np.testing.assert_array_equal(env.design, first)
     env.design[0, 0] = 7.0  # the kept copy is not the env's array
     for seed in (2, 3, 4):  # episodes with other actions keep the start design
-        direct.reset(seed=seed)
+        direct.reset(seed=seed, options=options)
         np.testing.assert_array_equal(env.design, first)
         direct.step(np.full(env.action_space.shape, 0.1 * seed, np.float32))
     assert len(calls) == 5
