@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import sys
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cases", type=int, default=None, help="first cases of the test split only (default: all)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/score"))
-    p.add_argument("--picture", type=Path, default=None, help="PNG of designs side by side (two cases per env)")
+    p.add_argument("--picture", type=Path, default=None, help="PNG of designs side by side (test case 0 of each env)")
     p.add_argument("--no-shipped", dest="shipped", action="store_false",
                    help="leave out the row of the agent shipped in the package")
     p.add_argument("--table-only", action="store_true", help="write the table from what is done; run nothing")
@@ -368,16 +369,17 @@ def draw_picture(envs: list[str], args: argparse.Namespace, path: Path, cases: t
                 else:
                     design, evaluation = _reference_design(base, refs, i, conditions)
                 score = refs.normalize(i, _objective(base, evaluation.objectives), evaluation.feasible)
-                status = "meets every rule" if evaluation.feasible else "breaks " + ", ".join(
-                    k for k, v in evaluation.violations.items() if v > 1e-9)
+                status = "meets every rule" if evaluation.feasible else textwrap.fill("breaks " + ", ".join(
+                    k for k, v in evaluation.violations.items() if v > 1e-9), width=38)
                 images.append(base.problem.render(design, conditions))
                 label = "shipped agent" if column == "shipped" else column
                 captions.append(f"{_name(env_id)} case {i}: {label}\nscore {score:.0f}, {status}")
         env.close()
     save_design_grid(path, images, captions, columns=len(columns),
-                     title=f"Designs for held-out test cases: agents after {args.steps:,} env steps (seed "
-                           f"{args.seeds[0]}), the shipped agent, CMA-ES at 100 designs and the reference; "
-                           "score 0 = the free design or a broken rule, 100 = the reference")
+                     title=textwrap.fill(
+                         f"Designs for held-out test cases: agents after {args.steps:,} env steps (seed "
+                         f"{args.seeds[0]}), the shipped agent, CMA-ES at 100 designs and the reference; "
+                         "normalized score 0 = the trivial or start design or a broken rule, 100 = the reference", width=110))
 
 
 def _reference_design(env: Any, refs: Any, index: int, conditions: dict[str, Any]) -> tuple[np.ndarray, Any]:

@@ -51,8 +51,12 @@ def _grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: s
         raise ValueError("no designs to draw")
     cols = min(columns, n)
     rows = (n + cols - 1) // cols
-    aspect = images[0].shape[0] / images[0].shape[1]  # rows as tall as the designs, plus a caption
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, (2.6 * aspect + 0.5) * rows + 0.4), squeeze=False)
+    # Rows as tall as the tallest design, plus room for the longest caption; the title may wrap.
+    aspect = max(image.shape[0] / image.shape[1] for image in images)
+    caption_lines = max((c.count("\n") + 1 for c in captions), default=1)
+    title_lines = title.count("\n") + 1 if title else 0
+    height = (2.6 * aspect + 0.15 * caption_lines + 0.2) * rows + 0.2 * title_lines + 0.2
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, height), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption in zip(axes.ravel(), images, captions, strict=False):
