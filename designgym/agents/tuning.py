@@ -34,15 +34,11 @@ The output folder holds what to look at:
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 import socket
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,23 +46,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import optuna
-import yaml
 from optuna.trial import TrialState
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from designgym.agents.algorithms import ALGORITHMS, make_model, normalize_kwargs
 from designgym.agents.callbacks import DesignMetricsCallback, record_hparams
-from designgym.agents.files import atomic_path, write_text_atomic
 from designgym.agents.hyperparams import check_keys, check_types, resolve_settings, shipped_file
 from designgym.agents.rollouts import rollout
 from designgym.agents.search_spaces import Budget, search_space
+from designgym.agents.study_results import best_trial, export_results, plain, trial_counts
+from designgym.agents.study_storage import PRUNERS, SAMPLERS, display_url, make_pruner, make_sampler, open_storage
 from designgym.agents.training import VEC_ENVS, TrainConfig, make_training_vec_env
 from designgym.envs.registration import resolve_env_id
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp")
-#: Words of the errors a process gets when another one creates the storage's tables at the same time.
-_CREATION_RACE = ("already exists", "duplicate key", "unique constraint")
-PRUNERS = ("median", "halving", "hyperband", "none")
 #: Seeds of the evaluation episodes start here (plus ``seed``), apart from every training seed.
 EVAL_SEED = 10_000
 
@@ -215,98 +207,6 @@ def base_settings(config: TuneConfig) -> dict[str, Any]:
     return settings
 
 
-def display_url(url: str) -> str:
-    """The storage URL with any password hidden."""
-    if url.startswith("journal:"):
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
-def open_storage(url: str, heartbeat_interval: int = 60, max_retry: int = 1) -> optuna.storages.BaseStorage:
-    """The Optuna storage behind ``url`` (``journal:PATH`` or a SQLAlchemy URL), with heartbeats and
-    retries of dead trials on databases. A storage that cannot be reached is a clear error."""
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        path = Path(url[len("journal:"):])
-        if not path.parent.exists():
-            raise FileNotFoundError(f"storage {url}: folder {path.parent} does not exist; create it first")
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        database = url.split("///", 1)[-1] if "///" in url else ""
-        if database and database != ":memory:" and not Path(database).parent.exists():
-            raise FileNotFoundError(f"storage {url}: folder {Path(database).parent} does not exist; create it first")
-        # Several processes may share the file; wait for each other's writes instead of failing.
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-    shown = display_url(url)
-    # Optuna >= 4.9 names the retry callback for what it does; older releases have the first name.
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
-        optuna.storages.RetryFailedTrialCallback
-    for attempt in range(5):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                warnings.simplefilter("ignore", FutureWarning)
-                return optuna.storages.RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=2 * heartbeat_interval,
-                    heartbeat_stale_trial_callback=retry(max_retry=max_retry),
-                )
-        except ModuleNotFoundError as exc:
-            raise RuntimeError(
-                f"storage {shown} needs the database driver {exc.name!r}, which is not installed; "
-                "for PostgreSQL: pip install 'designgym[postgres]'"
-            ) from None
-        except Exception as exc:  # sqlalchemy's OperationalError, ArgumentError...
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            if attempt < 4 and any(word in reason.lower() for word in _CREATION_RACE):
-                # Workers started together race to create the tables; the loser finds them made.
-                time.sleep(0.2 * (attempt + 1))
-                continue
-            raise RuntimeError(
-                f"cannot open the study storage {shown}: {reason}; check the URL, that the database server "
-                "is running and reachable, and the user's rights"
-            ) from None
-    raise AssertionError("unreachable")
-
-
-def make_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            return optuna.samplers.TPESampler(n_startup_trials=n_startup_trials, seed=seed)
-        # Categorical settings (network size, activation) are sampled by TPE beside these two.
-        fallback = optuna.samplers.TPESampler(n_startup_trials=n_startup_trials, seed=seed)
-        if name == "cmaes":
-            return optuna.samplers.CmaEsSampler(n_startup_trials=n_startup_trials, seed=seed,
-                                                independent_sampler=fallback, warn_independent_sampling=False)
-        return optuna.samplers.GPSampler(n_startup_trials=n_startup_trials, seed=seed,
-                                         independent_sampler=fallback, warn_independent_sampling=False)
-
-
-def make_pruner(name: str, n_startup_trials: int, steps: int) -> optuna.pruners.BasePruner:
-    """``steps``: reports per trial (evaluations x seeds)."""
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=steps // 3)
-    if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=steps)
-    return optuna.pruners.NopPruner()
-
-
 class TrialEvaluation(BaseCallback):
     """Scores the agent every ``every`` env steps on the trial's fixed conditions, logs the score to
     TensorBoard, reports it to the trial at ``first_step + i`` and stops training when the pruner
@@ -398,7 +298,7 @@ class Objective:
         settings = {**self.base, **sampled}
         check_keys(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
         settings = check_types(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
-        trial.set_user_attr("hyperparams", _plain(sampled))
+        trial.set_user_attr("hyperparams", plain(sampled))
         name = f"trial_{trial.number:04d}"
         finals: list[float] = []
         for k in range(config.seeds_per_trial):
@@ -510,13 +410,13 @@ def _tune(config: TuneConfig, base: dict[str, Any], out: Path, url: str, argv: l
         # Also after Ctrl-C: the results so far are written before the command exits.
         files = export_results(study, config, display_url(url), base)
     trials = study.get_trials(deepcopy=False)
-    counts = _counts(trials)
-    this_process = _counts([t for t in trials if t.number in mine])
+    counts = trial_counts(trials)
+    this_process = trial_counts([t for t in trials if t.number in mine])
     failed = [t for t in trials if t.number in mine and t.state == TrialState.FAIL]
     if mine and len(failed) == len(mine):
         reason = failed[0].user_attrs.get("error", "see the warnings above")
         raise RuntimeError(f"every trial of this run failed; the first: {reason}")
-    return TuneResult(config.study_name, display_url(url), out, counts, this_process, _best(study), files,
+    return TuneResult(config.study_name, display_url(url), out, counts, this_process, best_trial(study), files,
                       time.perf_counter() - started)
 
 
@@ -530,124 +430,16 @@ def _check_study(study: optuna.Study, config: TuneConfig) -> None:
             "eval_episodes": config.eval_episodes, "seed": config.seed, "env_kwargs": config.env_kwargs}
     recorded = study.user_attrs.get("designgym")
     if recorded is None:
-        study.set_user_attr("designgym", _plain(task))
+        study.set_user_attr("designgym", plain(task))
         return
     for key in ("env", "algo"):
         if recorded.get(key) != task[key]:
             raise ValueError(f"study {config.study_name!r} tunes {recorded.get('algo')} on {recorded.get('env')}, "
                              f"not {config.algo} on {config.env}; choose another --study-name")
-    changed = sorted(k for k in task if k in recorded and _plain(task[k]) != recorded[k])
+    changed = sorted(k for k in task if k in recorded and plain(task[k]) != recorded[k])
     if changed:
         raise ValueError(
             f"study {config.study_name!r} scores trials with "
             + ", ".join(f"{k}={recorded[k]!r}" for k in changed)
             + "; scores made otherwise would not compare. Use the same settings, or another --study-name"
         )
-
-
-def _counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
-    counts = {state.name.lower(): 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
-                                                   TrialState.RUNNING, TrialState.WAITING)}
-    for trial in trials:
-        counts[trial.state.name.lower()] += 1
-    return counts
-
-
-def _best(study: optuna.Study) -> dict[str, Any] | None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        return None
-    best = max(complete, key=lambda t: t.value)
-    return {"number": best.number, "value": best.value, "params": best.params,
-            "hyperparams": best.user_attrs.get("hyperparams", {}), "seed_values": best.user_attrs.get("seed_values")}
-
-
-def best_hyperparams_yaml(best: dict[str, Any], study_name: str, config: TuneConfig, base: dict[str, Any]) -> str:
-    """The best trial's settings (over the base ones) as a hyperparameter file for ``designgym train``."""
-    settings = dict(base)
-    settings.update(best["hyperparams"])
-    settings["n_timesteps"] = config.timesteps_per_trial
-    header = (
-        f"# Best trial of the Optuna study {study_name!r}: trial {best['number']}, mean return "
-        f"{best['value']:.4g}\n# ({config.seeds_per_trial} seed(s), {config.timesteps_per_trial} steps each, scored on "
-        f"{config.eval_episodes} seeded episodes).\n"
-        f"# Train with: designgym train --env {config.env} --algo {config.algo} --hyperparams best_hyperparams.yml"
-        " [--timesteps N]\n"
-    )
-    return header + yaml.safe_dump({config.env: _plain(settings)}, sort_keys=False)
-
-
-def export_results(study: optuna.Study, config: TuneConfig, storage: str, base: dict[str, Any]) -> dict[str, str]:
-    """Write the study's results (all its trials, whoever ran them) to ``config.out``."""
-    out = Path(config.out)
-    files: dict[str, str] = {}
-    trials = study.get_trials(deepcopy=False)
-    best = _best(study)
-    if best is not None:
-        text = best_hyperparams_yaml(best, study.study_name, config, base)
-        files["best_hyperparams"] = str(write_text_atomic(out / "best_hyperparams.yml", text))
-    files["trials"] = str(write_text_atomic(out / "trials.csv", _trials_csv(trials)))
-    summary = {"study_name": study.study_name, "storage": storage, "settings": study.user_attrs.get("designgym"),
-               "trials": _counts(trials), "best": best}
-    files["study"] = str(write_text_atomic(out / "study.json", json.dumps(summary, indent=2, default=str) + "\n"))
-    files.update(_plots(study, out))
-    return files
-
-
-def _trials_csv(trials: list[optuna.trial.FrozenTrial]) -> str:
-    params = sorted({name for t in trials for name in t.params})
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["number", "state", "value", "evaluations", "seconds", "worker", "retry_of", "error", *params])
-    for t in trials:
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and \
-            t.datetime_start else ""
-        writer.writerow([t.number, t.state.name, "" if t.value is None else t.value, len(t.intermediate_values),
-                         seconds, t.user_attrs.get("worker", ""), t.system_attrs.get("failed_trial", ""),
-                         t.user_attrs.get("error", ""), *[t.params.get(p, "") for p in params]])
-    return buffer.getvalue()
-
-
-def _plots(study: optuna.Study, out: Path) -> dict[str, str]:
-    """PNG plots of the study; a plot that needs more finished trials than there are is left out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as plots
-
-    made: dict[str, str] = {}
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    wanted = [("optimization_history", plots.plot_optimization_history, 1),
-              ("intermediate_values", plots.plot_intermediate_values, 1),
-              ("param_importances", plots.plot_param_importances, 2)]
-    for name, plot, needs in wanted:
-        if len(complete) < needs:
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                axes = plot(study)
-                figure = axes.figure
-                figure.set_size_inches(8, 5)
-                figure.tight_layout()
-                path = out / f"{name}.png"
-                with atomic_path(path) as tmp:
-                    figure.savefig(tmp, dpi=100)
-                plt.close(figure)
-            made[name] = str(path)
-        except (ValueError, RuntimeError) as exc:  # e.g. importances when every trial has the same params
-            print(f"designgym tune: {name}.png not made: {exc}", file=sys.stderr)
-    return made
-
-
-def _plain(value: Any) -> Any:
-    """JSON/YAML-safe copy: numpy scalars to numbers, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
