@@ -379,7 +379,8 @@ def draw_picture(envs: list[str], args: argparse.Namespace, path: Path, cases: t
                      title=textwrap.fill(
                          f"Designs for held-out test cases: agents after {args.steps:,} env steps (seed "
                          f"{args.seeds[0]}), the shipped agent, CMA-ES at 100 designs and the reference; "
-                         "normalized score 0 = the trivial or start design or a broken rule, 100 = the reference", width=110))
+                         "normalized score 0 = the trivial or start design or a broken rule, 100 = the reference",
+                         width=110))
 
 
 def _reference_design(env: Any, refs: Any, index: int, conditions: dict[str, Any]) -> tuple[np.ndarray, Any]:

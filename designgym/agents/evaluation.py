@@ -19,7 +19,7 @@ import numpy as np
 
 from designgym.agents.algorithms import ALGORITHMS
 from designgym.agents.checkpoints import checkpoint_companion, latest_checkpoint
-from designgym.agents.files import atomic_path, write_json
+from designgym.agents.files import atomic_path, plain, write_json
 from designgym.envs.registration import resolve_env_id
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -148,7 +148,7 @@ def evaluate_agent(
             "seed": seed + i if given is None else None,
             "return": total,
             "feasible": bool(info["feasible"]),
-            **{f"condition/{k}": _plain(v) for k, v in info["conditions"].items()},
+            **{f"condition/{k}": plain(v) for k, v in info["conditions"].items()},
             **{f"objective/{k}": v for k, v in info["objectives"].items()},
             **{f"violation/{k}": v for k, v in info["violations"].items()},
         })
@@ -241,7 +241,3 @@ def _check_fits(agent: Agent, env: gym.Env, env_id: str) -> None:
                           else f"its {what} differs from the env's ({type(ours).__name__} bounds or keys)")
             raise ValueError(f"agent {agent.source} does not fit {env_id}{trained_on}: {difference}; "
                              f"pass an agent trained on {env_id}")
-
-
-def _plain(value: Any) -> Any:
-    return value.tolist() if isinstance(value, np.ndarray) else value

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:  # only for hints: the pictures write through here and need no Stable-Baselines3
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -57,3 +59,17 @@ def save_model_atomic(model: BaseAlgorithm, path: Path) -> None:
 def save_normalizer_atomic(normalizer: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         normalizer.save(tmp)
+
+
+def plain(value: Any) -> Any:
+    """A JSON- and YAML-safe copy: mappings to dicts with string keys, tuples and arrays to lists,
+    numpy scalars to Python numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

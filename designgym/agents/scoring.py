@@ -41,6 +41,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from designgym.agents.files import plain
 from designgym.envs.registration import resolve_env_id
 
 #: Cases of each env's test split.
@@ -189,9 +190,9 @@ def reference_case(env: Any, case: Mapping[str, Any], index: int, method: str) -
     _, info = env.reset(options=_reset_options(case))
     name = env.problem.objective.name
     start = _objective(env, info["objectives"])
-    row: dict[str, Any] = {"case": index, "conditions": _plain(conditions)}
+    row: dict[str, Any] = {"case": index, "conditions": plain(conditions)}
     if "latent" in case:
-        row["latent"] = _plain(np.asarray(case["latent"], dtype=np.float32))
+        row["latent"] = plain(np.asarray(case["latent"], dtype=np.float32))
     trivial = env.problem.trivial_objective(conditions)
     row.update(anchor=start if trivial is None else float(trivial), start=start, start_feasible=bool(info["feasible"]))
     if method == "optimize":
@@ -367,7 +368,7 @@ def score_policy(
                 obs, _, terminated, truncated, info = env.step(act(obs))
                 done = terminated or truncated
             seconds.append(time.perf_counter() - started)
-            rows.append({"case": i, "conditions": _plain(info["conditions"]),
+            rows.append({"case": i, "conditions": plain(info["conditions"]),
                          "feasible": bool(info["feasible"]), "score": _objective(base, info["objectives"]),
                          "start": start_objective, "objectives": dict(info["objectives"]),
                          "violations": dict(info["violations"])})
@@ -483,13 +484,3 @@ def at_least_as_good(ours: Sequence[float], theirs: Sequence[float]) -> float:
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"paired scores must have the same, non-empty shape; got {a.shape} and {b.shape}")
     return float(np.mean(a >= b - 1e-9))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

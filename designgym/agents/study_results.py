@@ -12,12 +12,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import optuna
 import yaml
 from optuna.trial import TrialState
 
-from designgym.agents.files import atomic_path, write_text_atomic
+from designgym.agents.files import atomic_path, plain, write_text_atomic
 
 if TYPE_CHECKING:
     from designgym.agents.tuning import TuneConfig
@@ -120,13 +119,3 @@ def plots_png(study: optuna.Study, out: Path) -> dict[str, str]:
             print(f"designgym tune: {name}.png not made: {exc}", file=sys.stderr)
     return made
 
-
-def plain(value: Any) -> Any:
-    """JSON/YAML-safe copy: numpy scalars to numbers, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

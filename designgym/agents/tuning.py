@@ -51,10 +51,11 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from designgym.agents.algorithms import ALGORITHMS, make_model, normalize_kwargs
 from designgym.agents.callbacks import DesignMetricsCallback, record_hparams
+from designgym.agents.files import plain
 from designgym.agents.hyperparams import check_keys, check_types, resolve_settings, shipped_file
 from designgym.agents.rollouts import rollout
 from designgym.agents.search_spaces import Budget, search_space
-from designgym.agents.study_results import best_trial, export_results, plain, trial_counts
+from designgym.agents.study_results import best_trial, export_results, trial_counts
 from designgym.agents.study_storage import PRUNERS, SAMPLERS, display_url, make_pruner, make_sampler, open_storage
 from designgym.agents.training import VEC_ENVS, TrainConfig, make_training_vec_env
 from designgym.envs.registration import resolve_env_id
