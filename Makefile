@@ -9,7 +9,7 @@ STAMP := $(VENV)/.designgym-installed
 RUN := quickstart-$(shell date +%Y%m%d-%H%M%S)
 
 train: $(STAMP)
-	$(VENV)/bin/designgym train --env designgym/Extrusion-v1 --algo distill --timesteps 30000 --run-name $(RUN)
+	$(VENV)/bin/designgym train --env designgym/Extrusion-v2 --algo distill --timesteps 30000 --run-name $(RUN)
 	$(VENV)/bin/designgym score --agent runs/$(RUN)
 
 # -n auto: one pytest worker per core (pytest-xdist); --durations: the slowest tests, to keep the suite short.

@@ -5,7 +5,7 @@ shipped YAML settings for a fixed budget, against a random policy on the same se
 twice the standard error of the difference (64 evaluation episodes each).
 
     python benchmarks/defaults_learn.py                         # 4096 steps per run, all envs and algorithms
-    python benchmarks/defaults_learn.py --algos ppo --envs designgym/Cantilever-v0 --timesteps 20000
+    python benchmarks/defaults_learn.py --algos ppo --envs designgym/Cantilever-v1 --timesteps 20000
 """
 
 from __future__ import annotations

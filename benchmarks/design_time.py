@@ -1,6 +1,6 @@
 """Seconds per design: a trained policy (forward pass, decode, one evaluation) against SIMP run to convergence.
 
-Both make a design for the same seeded conditions of Cantilever-v0 (conditions no training run
+Both make a design for the same seeded conditions of Cantilever-v1 (conditions no training run
 draws: seed 20261123). The policy is PPO trained in this run for ``--train-steps`` steps (or loaded
 with ``--model``): its speed does not depend on how well it is trained, and its quality is the
 subject of benchmarks/quality.py, so the stiffness of both is printed only for context.
@@ -12,7 +12,7 @@ and optimality criteria until the largest density change is below 0.01 (at most 
 made binary at the target volume, then judged.
 
     python benchmarks/design_time.py
-    python benchmarks/design_time.py --model runs/Cantilever-v0_ppo_s0_.../model.zip --designs 20
+    python benchmarks/design_time.py --model runs/Cantilever-v1_ppo_s0_.../model.zip --designs 20
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from designgym.envs.vector import make_batched_vec_env
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", default="designgym/Cantilever-v0")
+    parser.add_argument("--env", default="designgym/Cantilever-v1")
     parser.add_argument("--model", default=None, help="a trained PPO model.zip (default: train one here)")
     parser.add_argument("--train-steps", type=int, default=4096)
     parser.add_argument("--designs", type=int, default=20, help="conditions for the policy")

@@ -1,4 +1,4 @@
-"""Why Extrusion-v1 and MBB-v1 repair their designs: how close the best legal designs lie to the edge
+"""Why Extrusion-v2 and MBB-v2 repair their designs: how close the best legal designs lie to the edge
 of the legal region, with and without the repair step, and what that does to a one-shot designer.
 
 1. For the first ``--cases`` test cases, a 200-design CMA-ES (ranked feasible first) finds a legal
@@ -8,8 +8,8 @@ of the legal region, with and without the repair step, and what that does to a o
 2. ``--steps`` > 0: search distillation trained that long on the env with and without repair, and
    its one-shot designs on the same cases: the share that meets every rule.
 
-    python benchmarks/legal_margin.py --env designgym/Extrusion-v1
-    python benchmarks/legal_margin.py --env designgym/MBB-v1 --steps 40000
+    python benchmarks/legal_margin.py --env designgym/Extrusion-v2
+    python benchmarks/legal_margin.py --env designgym/MBB-v2 --steps 40000
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="designgym/Extrusion-v1")
+    p.add_argument("--env", default="designgym/Extrusion-v2")
     p.add_argument("--cases", type=int, default=20)
     p.add_argument("--draws", type=int, default=20)
     p.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1])

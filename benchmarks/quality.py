@@ -29,8 +29,8 @@ printability): a search that trades stiffness for printability has the worse rat
 design. So "at least as good as CMA-ES" is judged on the env's score, case by case.
 
     python benchmarks/quality.py                                   # as in benchmarks/RESULTS.md
-    python benchmarks/quality.py --envs designgym/Cantilever-v0 --cases 6 --budgets 1 10   # a quick look
-    python benchmarks/quality.py --agent designgym/Cantilever-v0=runs/cant_sac/model.zip
+    python benchmarks/quality.py --envs designgym/Cantilever-v1 --cases 6 --budgets 1 10   # a quick look
+    python benchmarks/quality.py --agent designgym/Cantilever-v1=runs/cant_sac/model.zip
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ SEARCH_SEED_OFFSETS = {"random": 0, "cmaes": 1, "tpe": 2}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--envs", nargs="+", default=["designgym/Cantilever-v0", "designgym/AMBracket-v0"])
+    p.add_argument("--envs", nargs="+", default=["designgym/Cantilever-v1", "designgym/AMBracket-v1"])
     p.add_argument("--cases", type=int, default=50, help="held-out conditions per env")
     p.add_argument("--seed", type=int, default=20261123, help="draws the held-out conditions")
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 10, 100, 1000])

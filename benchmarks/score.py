@@ -23,7 +23,7 @@ several runs of the script on one ``--out`` folder (each claims the pieces it ta
 goes to ``<out>/table.md`` and ``<out>/table.json``; ``--picture`` draws designs side by side.
 
     python benchmarks/score.py --workers 2                     # the table in RESULTS.md (hours on 2 cores)
-    python benchmarks/score.py --envs MBB-v1 --steps 3000 --seeds 0 --budgets 1 10 --out /tmp/score
+    python benchmarks/score.py --envs MBB-v2 --steps 3000 --seeds 0 --budgets 1 10 --out /tmp/score
 """
 
 from __future__ import annotations
@@ -392,7 +392,7 @@ def _reference_design(env: Any, refs: Any, index: int, conditions: dict[str, Any
         return design, env.problem.evaluate(design, conditions)
     best = search(env, conditions, "cmaes", [REFERENCE_SEARCH["budget"]], seed=REFERENCE_SEARCH_SEED + index,
                   sigma=REFERENCE_SEARCH["sigma"])[0]
-    start = env.design.copy(), env.evaluation  # the reset's start design: the reference where it is better
+    start = env.start_design(), env.start_evaluation()  # the reference where it is better
     if gated_key(start[1].feasible, env.design_score(start[1])) > gated_key(best["feasible"], best["score"]):
         return start
     return best["design"], best["evaluation"]

@@ -2,8 +2,8 @@
 train with the study's best settings and with the shipped ones, on seeds the study never used,
 and score both on held-out conditions the study never scored on.
 
-    python benchmarks/tuned_vs_shipped.py                     # Extrusion-v1, PPO, 2 workers x 12 trials
-    python benchmarks/tuned_vs_shipped.py --env designgym/Cantilever-v0 --workers 4
+    python benchmarks/tuned_vs_shipped.py                     # Extrusion-v2, PPO, 2 workers x 12 trials
+    python benchmarks/tuned_vs_shipped.py --env designgym/Cantilever-v1 --workers 4
 
 The study scores trials on seeded conditions 10000..; the comparison uses 50000.., and training
 seeds 1, 2 against the study's seed 0. Every command runs as a user would run it, in its own
@@ -42,7 +42,7 @@ def wait_all(processes: list[subprocess.Popen]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", default="designgym/Extrusion-v1")
+    parser.add_argument("--env", default="designgym/Extrusion-v2")
     parser.add_argument("--algo", default="ppo")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--trials-per-worker", type=int, default=12)

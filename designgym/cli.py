@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_envs)
 
     p = sub.add_parser("train", help="train an agent on a design environment")
-    p.add_argument("--env", default="designgym/Extrusion-v1", help="env id (default: %(default)s)")
+    p.add_argument("--env", default="designgym/Extrusion-v2", help="env id (default: %(default)s)")
     p.add_argument("--algo", default="ppo", help="ppo, a2c, sac, td3 or distill (search distillation, trained "
                    "from the reward by searches around its own designs) (default: %(default)s)")
     p.add_argument("--timesteps", type=int, default=None,
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tune hyperparameters in an Optuna study. Running the same command again "
                                    "resumes the study; processes given the same --storage and --study-name "
                                    "share one study, on one machine or many.")
-    p.add_argument("--env", default="designgym/Extrusion-v1", help="env id (default: %(default)s)")
+    p.add_argument("--env", default="designgym/Extrusion-v2", help="env id (default: %(default)s)")
     p.add_argument("--algo", default="ppo", help="ppo, a2c, sac, td3 or distill (search distillation, trained "
                    "from the reward by searches around its own designs) (default: %(default)s)")
     p.add_argument("--n-trials", type=int, default=10,

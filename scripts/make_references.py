@@ -5,7 +5,7 @@ reference design (its 100): the problem's classical optimizer where it has one (
 structures), else the best of the start design and a 1,000-design CMA-ES latent search ranked
 feasible first. The shipped files in designgym/agents/references/ were made with
 
-    python scripts/make_references.py --env designgym/Cantilever-v0 --workers 2
+    python scripts/make_references.py --env designgym/Cantilever-v1 --workers 2
 
 and the same for every built-in env (about 2 to 10 minutes each on 2 cores). For an env of your own:
 

@@ -9,7 +9,7 @@ would (the shipped hyperparameters, designgym/agents/hyperparams/distill.yml), s
 env's test split (designgym score), and writes the model with a JSON sidecar that records this
 command, the settings, the score and the machine. Every shipped agent was made by one command:
 
-    python scripts/ship_agent.py --env designgym/Cantilever-v0 --timesteps 200000
+    python scripts/ship_agent.py --env designgym/Cantilever-v1 --timesteps 200000
 
 (see each sidecar's "command" for its own). ``--out`` writes elsewhere (default: the package).
 """

@@ -3,7 +3,7 @@
 This needs labels (SIMP optima) that a user's env does not have, so it is not the suite's recipe:
 the shipped agents come from the reward alone (scripts/ship_agent.py, search distillation). It is
 kept as the comparison it makes (benchmarks/quality.py, RESULTS.md section 8, which measured the
-agents it made for Cantilever-v0 and AMBracket-v0 before the recipe replaced them).
+agents it made for Cantilever-v1 and AMBracket-v1 before the recipe replaced them).
 
 The policy learns to do in one forward pass what an optimizer does per case. Up to three stages:
 
@@ -26,15 +26,15 @@ The result is an ordinary Stable-Baselines3 PPO file with a JSON sidecar (env, a
 made), written to ``--out`` (default agents/warm-start/) and loadable with ``designgym design --agent FILE``.
 
     # the earlier Cantilever agent: imitation and two refinement rounds, then two more rounds
-    python scripts/train_pretrained_agent.py --env designgym/Cantilever-v0 --data data/cantilever-64x32.npz \
+    python scripts/train_pretrained_agent.py --env designgym/Cantilever-v1 --data data/cantilever-64x32.npz \
         --epochs 200 --refine-rounds 2 --out agents/step1
-    python scripts/train_pretrained_agent.py --env designgym/Cantilever-v0 --data data/cantilever-64x32.npz \
-        --init agents/step1/Cantilever-v0.zip --refine-rounds 2 --out agents/warm-start
+    python scripts/train_pretrained_agent.py --env designgym/Cantilever-v1 --data data/cantilever-64x32.npz \
+        --init agents/step1/Cantilever-v1.zip --refine-rounds 2 --out agents/warm-start
     # the earlier AMBracket agent: imitation, then two rounds (about 28 minutes with --workers 2 on 2 cores)
-    python scripts/train_pretrained_agent.py --env designgym/AMBracket-v0 --data data/cantilever-64x32.npz \
+    python scripts/train_pretrained_agent.py --env designgym/AMBracket-v1 --data data/cantilever-64x32.npz \
         --epochs 100 --out agents/step1
-    python scripts/train_pretrained_agent.py --env designgym/AMBracket-v0 --data data/cantilever-64x32.npz \
-        --init agents/step1/AMBracket-v0.zip --refine-rounds 2 --workers 2
+    python scripts/train_pretrained_agent.py --env designgym/AMBracket-v1 --data data/cantilever-64x32.npz \
+        --init agents/step1/AMBracket-v1.zip --refine-rounds 2 --workers 2
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from designgym.envs.vector import make_batched_vec_env
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="designgym/Cantilever-v0")
+    p.add_argument("--env", default="designgym/Cantilever-v1")
     p.add_argument("--data", type=Path, required=True, help="SIMP data set (.npz) of the env's problem")
     p.add_argument("--no-mirror", action="store_true", help="leave out the cantilever's mirror images")
     p.add_argument("--epochs", type=int, default=300, help="passes of the regression over the data")

@@ -1,4 +1,4 @@
-"""FloorPlan-v0 and Massing-v0: their shipped conditional generators and the envs built on them.
+"""FloorPlan-v1 and Massing-v1: their shipped conditional generators and the envs built on them.
 
 (Both envs also run through the checkers and the seeding tests of test_env.py, like every
 registered env; the problems' rules are tested on planted designs in test_floorplan.py and
@@ -12,7 +12,7 @@ import pytest
 import designgym
 from designgym import generators
 
-ENVS = {"designgym/FloorPlan-v0": "floorplan-cvae", "designgym/Massing-v0": "massing-cvae"}
+ENVS = {"designgym/FloorPlan-v1": "floorplan-cvae", "designgym/Massing-v1": "massing-cvae"}
 
 
 @pytest.mark.parametrize("env_id, name", ENVS.items())
@@ -62,7 +62,7 @@ def test_the_design_follows_the_brief(env_id):
 
 
 def test_floor_plan_designs_are_room_codes_and_massing_designs_whole_storeys():
-    plan_env, massing_env = gym.make("designgym/FloorPlan-v0"), gym.make("designgym/Massing-v0")
+    plan_env, massing_env = gym.make("designgym/FloorPlan-v1"), gym.make("designgym/Massing-v1")
     for env in (plan_env, massing_env):
         env.reset(seed=1)
         env.step(env.action_space.sample())

@@ -18,10 +18,10 @@ def test_envs_lists_every_env_with_a_description():
     result = designgym("envs")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert any(line.startswith("designgym/Extrusion-v1 ") and "extrudable" in line for line in lines)
+    assert any(line.startswith("designgym/Extrusion-v2 ") and "extrudable" in line for line in lines)
     data = json.loads(designgym("envs", "--json").stdout)
     rows = {e["id"]: e for e in data["envs"]}
-    assert rows["designgym/Extrusion-v1"]["source"] == "designgym"
+    assert rows["designgym/Extrusion-v2"]["source"] == "designgym"
     assert all(e["description"] for e in data["envs"])
 
 
@@ -35,7 +35,7 @@ def test_evaluate_prints_metrics_of_a_design_file(tmp_path):
     beam = i_beam()
     np.save(tmp_path / "beam.npy", beam)
     conditions = {"area_fraction": float((beam >= 0.5).mean()), "axis_angle": 0.0, "max_hollows": 0}
-    result = designgym("evaluate", "--env", "Extrusion-v1", "--design", str(tmp_path / "beam.npy"),
+    result = designgym("evaluate", "--env", "Extrusion-v2", "--design", str(tmp_path / "beam.npy"),
                        "--conditions", json.dumps(conditions), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -71,7 +71,7 @@ def test_train_writes_a_complete_run_folder_and_never_overwrites_one(tmp_path):
     ("sac", 1024, ["learning_starts=200", "batch_size=64", "train_freq=2"]),
 ])
 def test_train_from_the_cli_logs_designs_and_hparams_and_resumes(tmp_path, algo, steps, params):
-    args = ["train", "--env", "Cantilever-v0", "--algo", algo, "--timesteps", str(steps), "--n-envs", "2",
+    args = ["train", "--env", "Cantilever-v1", "--algo", algo, "--timesteps", str(steps), "--n-envs", "2",
             "--eval-episodes", "4", "--eval-freq", str(steps // 4), "--save-freq", str(steps // 4),
             "--out", str(tmp_path), "--run-name", algo, "--json", "--device", "cpu", "--params", *params]
     result = designgym(*args)
@@ -84,7 +84,7 @@ def test_train_from_the_cli_logs_designs_and_hparams_and_resumes(tmp_path, algo,
 
     scalars, images, plugins, events = tensorboard_contents(run / "tb")
     wanted = ["rollout/ep_rew_mean", "eval/mean_reward", "design/feasible_rate", "design/objective/log_stiffness_gain",
-              "design/objective/compliance", "design/reward/objective_improvement",
+              "design/objective/compliance", "design/reward/objective",
               "design/reward/penalty/volume_excess", "design/violation/volume_excess",
               "design/violation/floating_material", "design/violation/load_path"]
     for tag in wanted:
@@ -105,7 +105,7 @@ def test_train_from_the_cli_logs_designs_and_hparams_and_resumes(tmp_path, algo,
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    result = designgym("train", "--env", "Cantilever-v0", "--timesteps", "128", "--n-envs", "2", "--params",
+    result = designgym("train", "--env", "Cantilever-v1", "--timesteps", "128", "--n-envs", "2", "--params",
                        "n_steps=64", "--eval-freq", "64", "--eval-episodes", "2", "--out", str(out), "--run-name",
                        "tiny", "--no-progress", "--device", "cpu")
     assert result.returncode == 0, result.stderr
@@ -137,24 +137,24 @@ def test_eval_writes_json_csv_and_a_png_on_seeded_and_given_conditions(tiny_run,
 
 def test_design_writes_one_design_and_prints_its_metrics(tiny_run, tmp_path):
     out = tmp_path / "bracket.npy"
-    result = designgym("design", "--env", "Cantilever-v0", "--agent", str(tiny_run), "--conditions",
+    result = designgym("design", "--env", "Cantilever-v1", "--agent", str(tiny_run), "--conditions",
                        '{"volfrac": 0.4, "load_angle": 20}', "--out", str(out), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     design = np.load(out)
     assert design.shape == (32, 64) and data["conditions"]["volfrac"] == 0.4 and data["conditions"]["load_y"] == 0.5
-    check = designgym("evaluate", "--env", "Cantilever-v0", "--design", str(out), "--conditions",
+    check = designgym("evaluate", "--env", "Cantilever-v1", "--design", str(out), "--conditions",
                       json.dumps(data["conditions"]), "--json")
     assert json.loads(check.stdout)["objectives"] == data["objectives"]  # the printed metrics are the file's
     (tmp_path / "junk.zip").write_bytes(b"not a model")
-    junk = designgym("design", "--env", "Cantilever-v0", "--agent", str(tmp_path / "junk.zip"), "--out", str(out))
+    junk = designgym("design", "--env", "Cantilever-v1", "--agent", str(tmp_path / "junk.zip"), "--out", str(out))
     assert junk.returncode == 2 and "is not a loadable Stable-Baselines3 model" in junk.stderr
     assert "Traceback" not in junk.stderr
 
 
 @pytest.mark.parametrize("method", ["random", "cmaes", "tpe", "reference"])
 def test_baseline_reports_best_feasibility_and_evaluations_with_a_png(tmp_path, method):
-    result = designgym("baseline", "--env", "Cantilever-v0", "--method", method, "--budget", "12", "--episodes", "2",
+    result = designgym("baseline", "--env", "Cantilever-v1", "--method", method, "--budget", "12", "--episodes", "2",
                        "--out", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)["summary"]
@@ -169,12 +169,12 @@ def test_baseline_reports_best_feasibility_and_evaluations_with_a_png(tmp_path, 
     # The same seeded conditions as `designgym eval`'s first episodes.
     from designgym.agents.baselines import seeded_conditions
 
-    first = seeded_conditions("designgym/Cantilever-v0", 2)
+    first = seeded_conditions("designgym/Cantilever-v1", 2)
     assert [c["condition/load_y"] for c in cases] == [c["load_y"] for c in first]
 
 
 def test_baseline_without_a_reference_optimizer_says_so(tmp_path):
-    result = designgym("baseline", "--env", "Extrusion-v1", "--method", "reference", "--episodes", "1",
+    result = designgym("baseline", "--env", "Extrusion-v2", "--method", "reference", "--episodes", "1",
                        "--out", str(tmp_path))
     assert result.returncode == 2 and "has no reference optimizer" in result.stderr
 
@@ -205,7 +205,7 @@ def test_anytime_snapshots_equal_searches_with_each_budget(method):
 
     from designgym.agents.baselines import _search, search_anytime
 
-    env = gym.make("designgym/Cantilever-v0").unwrapped  # a trained generator: scores that vary
+    env = gym.make("designgym/Cantilever-v1").unwrapped  # a trained generator: scores that vary
     snapshots = search_anytime(env, SMALL_CANTILEVER, method, [11, 3, 11], seed=2)  # past TPE's 10 random starts
     assert [s["budget"] for s in snapshots] == [3, 11]
     for snap in snapshots:
@@ -224,10 +224,10 @@ def test_anytime_snapshot_equals_run_baseline_on_a_registered_env():
     from designgym.agents.baselines import run_baseline, search_anytime
 
     conditions = {"volfrac": 0.35, "load_y": 0.6, "load_angle": -10.0}
-    env = gym.make("designgym/Cantilever-v0").unwrapped
+    env = gym.make("designgym/Cantilever-v1").unwrapped
     snapshots = search_anytime(env, conditions, "random", [3, 6], seed=5)
     for snap in snapshots:
-        case = run_baseline("designgym/Cantilever-v0", "random", snap["budget"], [conditions], seed=5)["cases"][0]
+        case = run_baseline("designgym/Cantilever-v1", "random", snap["budget"], [conditions], seed=5)["cases"][0]
         assert case["score"] == snap["score"] and case["evaluations_to_best"] == snap["evaluations_to_best"]
         assert case["objective/compliance"] == snap["evaluation"].objectives["compliance"]
 

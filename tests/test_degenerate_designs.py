@@ -99,10 +99,10 @@ def test_the_env_reward_of_an_empty_plate_is_finite_and_as_documented(name):
     env = designgym.LatentDesignEnv(problem, VoidGenerator(problem.design_space.shape))
     env.reset(seed=0)
     _, reward, _, _, info = env.step(np.ones(4, dtype=np.float32))
-    # No improvement over the (equally empty) start; the penalties of its broken rules, at least
+    # The floored objective (gain -5) and the penalties of its broken rules, at least
     # 10 x floating_material (1) and 2 x load_path (1).
-    assert info["reward_parts"]["objective_improvement"] == 0.0
-    expected = -sum(env.violation_weights[k] * v for k, v in info["violations"].items())
+    assert info["reward_parts"]["objective"] == problem.gain_floor
+    expected = problem.gain_floor - sum(env.violation_weights[k] * v for k, v in info["violations"].items())
     assert reward == pytest.approx(expected) and reward <= -12.0 and math.isfinite(reward)
 
 

@@ -21,7 +21,7 @@ SMALL = {"search_budget": 12, "rescue_budget": 8, "gradient_steps": 16, "revisit
 
 
 def test_the_recipe_beats_a_random_policy_from_the_reward_alone(tmp_path):
-    result = train(TrainConfig(env="designgym/MBB-v1", algo="distill", timesteps=2500, seed=3, n_envs=4,
+    result = train(TrainConfig(env="designgym/MBB-v2", algo="distill", timesteps=2500, seed=3, n_envs=4,
                                hyperparams=SMALL, out=str(tmp_path), run_name="run", eval_freq=0, save_freq=0,
                                eval_episodes=24, threads=1))
     trained, random_ = result.metrics["trained"], result.metrics["random"]
@@ -30,13 +30,13 @@ def test_the_recipe_beats_a_random_policy_from_the_reward_alone(tmp_path):
     assert trained["mean_log_stiffness_gain"] > random_["mean_log_stiffness_gain"]
     assert trained["feasible_rate"] > random_["feasible_rate"]
     model = SearchDistillation.load(tmp_path / "run" / "model.zip", device="cpu")
-    env = gym.make("designgym/MBB-v1")
+    env = gym.make("designgym/MBB-v2")
     again = rollout(env, lambda obs: model.predict(obs, deterministic=True)[0], 24, seed=10_003)["summary"]
     assert again["mean_return"] == pytest.approx(trained["mean_return"])  # the saved policy is the trained one
 
 
 def test_checkpoints_keep_the_case_buffer_as_plain_arrays_and_resume_continues_it(tmp_path):
-    config = TrainConfig(env="designgym/Extrusion-v1", algo="distill", timesteps=600, seed=0, n_envs=2,
+    config = TrainConfig(env="designgym/Extrusion-v2", algo="distill", timesteps=600, seed=0, n_envs=2,
                          hyperparams=SMALL, out=str(tmp_path), run_name="run", eval_freq=0, save_freq=300,
                          eval_episodes=2, threads=1)
     train(config)
@@ -108,7 +108,7 @@ def test_the_case_buffer_drops_the_oldest_cases_and_their_states():
 
 def test_normalize_is_refused_before_a_run_folder_is_made(tmp_path):
     with pytest.raises(ValueError, match="normalises observations inside its policy"):
-        train(TrainConfig(env="designgym/MBB-v1", algo="distill", timesteps=100, hyperparams={"normalize": True},
+        train(TrainConfig(env="designgym/MBB-v2", algo="distill", timesteps=100, hyperparams={"normalize": True},
                           out=str(tmp_path), run_name="run", threads=1))
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
@@ -120,7 +120,7 @@ def test_normalize_is_refused_before_a_run_folder_is_made(tmp_path):
     ("neighbors=3", "did you mean 'neighbours'"),
 ])
 def test_bad_settings_are_one_line(tmp_path, setting, message):
-    result = subprocess.run([sys.executable, "-m", "designgym", "train", "--env", "MBB-v1", "--algo", "distill",
+    result = subprocess.run([sys.executable, "-m", "designgym", "train", "--env", "MBB-v2", "--algo", "distill",
                              "--timesteps", "50", "--out", str(tmp_path), "--params", setting],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1

@@ -13,7 +13,7 @@ from designgym.generators import ConvVAE
 
 @pytest.fixture
 def direct():
-    return gym.make("designgym/Extrusion-v1", render_mode="rgb_array")
+    return gym.make("designgym/Extrusion-v2", render_mode="rgb_array")
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_direct_mode_is_one_step_and_the_action_is_the_latent(direct):
     assert terminated and not truncated
     np.testing.assert_allclose(env.latent, action * env.latent_bound, rtol=1e-6)
     decoded = env.generator.decode_numpy(env.latent[None])[0]
-    assert env.repair  # Extrusion-v1 judges the repaired decoding
+    assert env.repair  # Extrusion-v2 judges the repaired decoding
     np.testing.assert_array_equal(env.design, env.problem.repair(decoded, env.conditions))
 
 
@@ -102,7 +102,8 @@ def test_reward_parts_add_up_to_the_reward(env_id):
         parts = info["reward_parts"]
         assert reward == pytest.approx(sum(parts.values()), abs=1e-12)
         names = env.unwrapped.problem.violation_names
-        assert set(parts) == {"objective_improvement"} | {f"penalty/{n}" for n in names}
+        first = "objective" if env.unwrapped.action_mode == "direct" else "objective_improvement"
+        assert set(parts) == {first} | {f"penalty/{n}" for n in names}
         assert all(v <= 0 for k, v in parts.items() if k.startswith("penalty/"))
         assert {"objectives", "violations", "feasible", "conditions"} <= set(info)
         if terminated:
@@ -124,17 +125,55 @@ def test_cost_is_the_total_violation_and_zero_exactly_when_feasible(env_id):
             env.reset()
     # Where random latents are rarely legal (the buildings, the printable bracket) a broken design
     # must turn up with a positive cost; everywhere else a legal design must turn up with cost 0.
-    rarely_legal = env_id.endswith(("FloorPlan-v0", "Massing-v0", "AMBracket-v0"))
+    rarely_legal = env_id.endswith(("FloorPlan-v1", "Massing-v1", "AMBracket-v1"))
     assert (False in seen) if rarely_legal else (True in seen)
 
 
-def test_design_score_is_the_direct_mode_reward_plus_the_start_objective(direct):
+def test_the_direct_mode_reward_is_the_design_score(direct):
     env = direct.unwrapped
-    _, start = env.reset(seed=4)
-    start_objective = env._score_of(env.evaluation)
+    env.reset(seed=4)
     _, reward, _, _, info = env.step(env.action_space.sample())
-    assert env.design_score(env.evaluation) - start_objective == pytest.approx(reward)
+    assert env.design_score(env.evaluation) == pytest.approx(reward)
+    assert info["reward_parts"]["objective"] == pytest.approx(env._score_of(env.evaluation))
     assert np.allclose(info["latent"], env.latent / env.latent_bound)
+
+
+@pytest.mark.parametrize("env_id", [e for e in designgym.list_envs() if "Steps" not in e])
+def test_a_direct_mode_episode_decodes_and_judges_one_design(env_id, monkeypatch):
+    env = gym.make(env_id).unwrapped
+    calls = {"decode": 0, "evaluate": 0}
+    decode, evaluate = env.generator.decode_numpy, env.problem.evaluate
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(env.generator, "decode_numpy", counted("decode", decode))
+    monkeypatch.setattr(env.problem, "evaluate", counted("evaluate", evaluate))
+    obs, info = env.reset(seed=3)
+    assert calls == {"decode": 0, "evaluate": 0}
+    assert set(info) == {"conditions", "latent"}
+    parts = env._observation_parts()
+    sizes = {k: lo.size for k, (lo, _) in parts.items()}
+    start = sizes["latent"] + sizes["conditions"]
+    assert np.all(obs[start : start + sizes["objective"] + sizes["violations"]] == 0.0)  # no design judged yet
+    env.step(env.action_space.sample())
+    assert calls == {"decode": 1, "evaluate": 1}
+
+
+def test_the_start_design_is_judged_on_demand_as_delta_mode_judges_it(direct):
+    env = direct.unwrapped
+    env.reset(seed=6, options={"latent": np.full(env.action_space.shape, 0.5, np.float32)})
+    start_latent = env.latent.copy()
+    env.step(env.action_space.sample())
+    judged = env.start_evaluation()  # after the step: still the start latent's design
+    delta = gym.make("designgym/ExtrusionSteps-v1").unwrapped
+    _, info = delta.reset(options={"conditions": env.conditions, "latent": start_latent})
+    assert judged.objectives == pytest.approx(info["objectives"]) and judged.feasible == info["feasible"]
+    np.testing.assert_array_equal(env.start_design(), delta.design)
+    assert env.start_evaluation() is judged  # judged once per episode
 
 
 def test_sample_case_draws_what_a_reset_would_and_reset_replays_it(delta):
@@ -145,13 +184,13 @@ def test_sample_case_draws_what_a_reset_would_and_reset_replays_it(delta):
     _, info = env.reset(options=drawn)
     assert info["conditions"] == drawn["conditions"]
     np.testing.assert_allclose(env.latent, drawn["latent"])
-    direct = gym.make("designgym/Extrusion-v1", conditions={"max_hollows": 1}).unwrapped
+    direct = gym.make("designgym/Extrusion-v2", conditions={"max_hollows": 1}).unwrapped
     case = direct.sample_case(np.random.default_rng(0))
     assert set(case) == {"conditions"} and case["conditions"]["max_hollows"] == 1
 
 
 def test_penalties_are_the_weighted_violations():
-    env = gym.make("designgym/Extrusion-v1", violation_weights={"hollow_excess": 3.0}).unwrapped
+    env = gym.make("designgym/Extrusion-v2", violation_weights={"hollow_excess": 3.0}).unwrapped
     env.reset(seed=5)
     _, _, _, _, info = env.step(env.action_space.sample())
     assert env.violation_weights["hollow_excess"] == 3.0
@@ -184,7 +223,7 @@ def test_conditions_are_fixed_through_reset_options(direct):
 
 
 def test_conditions_fixed_at_construction_apply_to_every_episode():
-    env = gym.make("designgym/Extrusion-v1", conditions={"axis_angle": 45.0})
+    env = gym.make("designgym/Extrusion-v2", conditions={"axis_angle": 45.0})
     for seed in range(3):
         assert env.reset(seed=seed)[1]["conditions"]["axis_angle"] == 45.0
 
@@ -237,7 +276,7 @@ def test_finite_actions_outside_the_box_are_clipped(direct):
 
 
 def test_step_outside_an_episode_is_refused():
-    env = gym.make("designgym/Extrusion-v1").unwrapped
+    env = gym.make("designgym/Extrusion-v2").unwrapped
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(env.action_space.sample())
     env.reset(seed=0)
@@ -248,10 +287,13 @@ def test_step_outside_an_episode_is_refused():
 
 def test_render_returns_the_current_design_as_a_picture(direct):
     direct.reset(seed=0)
-    frame = direct.render()
+    frame = direct.render()  # after a direct-mode reset: the start design, decoded for the picture
     assert frame.dtype == np.uint8 and frame.shape == (256, 256, 3)
-    problem = direct.unwrapped.problem
-    np.testing.assert_array_equal(frame, problem.render(direct.unwrapped.design, direct.unwrapped.conditions))
+    env = direct.unwrapped
+    np.testing.assert_array_equal(frame, env.problem.render(env.start_design(), env.conditions))
+    direct.step(np.full(env.action_space.shape, 0.4, np.float32))
+    np.testing.assert_array_equal(direct.render(), env.problem.render(env.design, env.conditions))
+    assert not np.array_equal(env.design, env.start_design())
 
 
 def test_observation_dict_layout_holds_the_documented_parts():
@@ -281,12 +323,12 @@ def test_generator_for_another_design_shape_is_refused():
 )
 def test_bad_env_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        gym.make("designgym/Extrusion-v1", **kwargs)
+        gym.make("designgym/Extrusion-v2", **kwargs)
 
 
 def test_env_problem_equals_make_problem():
-    env = gym.make("designgym/Extrusion-v1")
-    problem = designgym.make_problem("designgym/Extrusion-v1")
+    env = gym.make("designgym/Extrusion-v2")
+    problem = designgym.make_problem("designgym/Extrusion-v2")
     assert type(problem) is type(env.unwrapped.problem)
     assert vars(problem) == vars(env.unwrapped.problem)
     assert type(designgym.make_problem("extrusion")) is Extrusion
@@ -294,22 +336,27 @@ def test_env_problem_equals_make_problem():
 
 @pytest.mark.parametrize("repair", [True, False])
 def test_a_repeated_latent_is_decoded_once_and_gives_the_same_design(repair, monkeypatch):
-    direct = gym.make("designgym/Extrusion-v1", repair=repair)
+    direct = gym.make("designgym/Extrusion-v2", repair=repair)
     env = direct.unwrapped
     calls = []
     decode = env.generator.decode_numpy
     monkeypatch.setattr(env.generator, "decode_numpy", lambda z: calls.append(z.copy()) or decode(z))
     # A repaired design depends on the conditions too, so they are held fixed here.
     options = {"conditions": {"area_fraction": 0.3, "axis_angle": 20.0, "max_hollows": 1}} if repair else None
+    action = np.full(env.action_space.shape, 0.5, np.float32)
     direct.reset(seed=0, options=options)
+    assert not calls  # a direct-mode reset decodes nothing
+    direct.step(action)
     first = env.design.copy()
-    direct.step(np.full(env.action_space.shape, 0.5, np.float32))
-    direct.reset(seed=1, options=options)  # the zero latent again: no new decode
-    assert len(calls) == 2
+    direct.reset(seed=1, options=options)
+    direct.step(action)  # the same latent again: no new decode
+    assert len(calls) == 1
     np.testing.assert_array_equal(env.design, first)
     env.design[0, 0] = 7.0  # the kept copy is not the env's array
-    for seed in (2, 3, 4):  # episodes with other actions keep the start design
+    for seed in (2, 3, 4):  # the two latest latents are kept: the one of 0.5 survives one other
         direct.reset(seed=seed, options=options)
-        np.testing.assert_array_equal(env.design, first)
         direct.step(np.full(env.action_space.shape, 0.1 * seed, np.float32))
-    assert len(calls) == 5
+        direct.reset(seed=seed, options=options)
+        direct.step(action)
+        np.testing.assert_array_equal(env.design, first)
+    assert len(calls) == 4

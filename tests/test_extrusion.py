@@ -179,7 +179,7 @@ def test_repair_gives_a_section_that_keeps_the_area_wall_and_piece_rules():
 
     problem = Extrusion()
     rng = np.random.default_rng(3)
-    env = gym.make("designgym/Extrusion-v1").unwrapped
+    env = gym.make("designgym/Extrusion-v2").unwrapped
     for _ in range(20):
         conditions = problem.sample_conditions(rng)
         raw = env.generator.decode_numpy(rng.standard_normal((1, 8)).astype(np.float32))[0]

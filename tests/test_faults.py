@@ -38,7 +38,7 @@ def workspace(tmp_path_factory):
     from designgym.agents.training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("faults")
-    config = TrainConfig(env="Extrusion-v1", timesteps=96, n_envs=2, out=str(root / "runs"), run_name="done",
+    config = TrainConfig(env="Extrusion-v2", timesteps=96, n_envs=2, out=str(root / "runs"), run_name="done",
                          eval_episodes=2, eval_freq=0, save_freq=32, device="cpu",
                          hyperparams={"n_steps": 16, "batch_size": 32})
     run = train(config).run_dir
@@ -59,8 +59,8 @@ def workspace(tmp_path_factory):
         archive.writestr("readme.txt", "not a model")
     (root / "random.bin").write_bytes(np.random.default_rng(0).bytes(4096))
     (root / "notes.txt").write_text("not a design\n")
-    (root / "broken.yml").write_text("designgym/Extrusion-v1:\n  n_steps: [64\n")
-    (root / "typo.yml").write_text("designgym/Extrusion-v1:\n  n_step: 64\n")
+    (root / "broken.yml").write_text("designgym/Extrusion-v2:\n  n_steps: [64\n")
+    (root / "typo.yml").write_text("designgym/Extrusion-v2:\n  n_step: 64\n")
     (root / "wrong_type.yml").write_text("default:\n  n_steps: sixty-four\n")
     (root / "list.yml").write_text("- n_steps: 64\n")
     np.save(root / "beam.npy", i_beam())
@@ -74,18 +74,18 @@ def workspace(tmp_path_factory):
 
 
 RUN, DAMAGED, UNFINISHED = "runs/done", "runs/damaged", "runs/unfinished"
-BEAM = ["evaluate", "--env", "Extrusion-v1", "--design", "beam.npy", "--conditions"]
+BEAM = ["evaluate", "--env", "Extrusion-v2", "--design", "beam.npy", "--conditions"]
 
 CASES = {
     # unknown names, with the close ones
     "train: unknown env": (["train", "--env", "designgym/Extrusoin-v0"],
-                           "unknown env 'designgym/Extrusoin-v0'; did you mean 'designgym/Extrusion-v1'"),
+                           "unknown env 'designgym/Extrusoin-v0'; did you mean 'designgym/Extrusion-v2'"),
     "tune: unknown env": (["tune", "--env", "Cantilevr-v0"], "unknown env 'Cantilevr-v0'; did you mean "
-                                                              "'designgym/Cantilever-v0'"),
-    "baseline: unknown env": (["baseline", "--env", "MBB-v2", "--method", "random"],
-                              "unknown env 'MBB-v2'; did you mean 'designgym/MBB-v1'"),
+                                                              "'designgym/Cantilever-v1'"),
+    "baseline: unknown env": (["baseline", "--env", "MBB-v3", "--method", "random"],
+                              "unknown env 'MBB-v3'; did you mean 'designgym/MBB-v2'"),
     "score: retired env": (["score", "--env", "MBB-v0", "--agent", "pretrained"],
-                           "designgym/MBB-v0 was replaced by designgym/MBB-v1"),
+                           "designgym/MBB-v0 was replaced by designgym/MBB-v2"),
     "train: unknown algorithm": (["train", "--algo", "dqn"], "unknown algorithm 'dqn'; choose one of ppo, a2c"),
     "tune: unknown algorithm": (["tune", "--algo", "trpo"], "unknown algorithm 'trpo'; choose one of ppo, a2c"),
     # hyperparameter files and settings
@@ -115,18 +115,18 @@ CASES = {
     "train: bad env argument": (["train", "--timesteps", "64", "--env-kwargs", "action_mode=sideways"],
                                 "action_mode must be one of 'direct', 'delta'; got 'sideways'"),
     "train: unknown env argument": (["train", "--timesteps", "64", "--env-kwargs", "step_sise=0.1"],
-                                    "unknown argument(s) ['step_sise'] for env designgym/Extrusion-v1 (did you mean "
+                                    "unknown argument(s) ['step_sise'] for env designgym/Extrusion-v2 (did you mean "
                                     "'step_size'?); its arguments are action_mode, episode_length"),
     # designs and conditions
-    "evaluate: missing design file": (["evaluate", "--env", "Extrusion-v1", "--design", "missing.npy"],
+    "evaluate: missing design file": (["evaluate", "--env", "Extrusion-v2", "--design", "missing.npy"],
                                       "design file missing.npy does not exist"),
-    "evaluate: not a .npy file": (["evaluate", "--env", "Extrusion-v1", "--design", "notes.txt"],
+    "evaluate: not a .npy file": (["evaluate", "--env", "Extrusion-v2", "--design", "notes.txt"],
                                   "notes.txt is not a numpy .npy design file"),
-    "evaluate: wrong shape": (["evaluate", "--env", "Extrusion-v1", "--design", "small.npy"],
+    "evaluate: wrong shape": (["evaluate", "--env", "Extrusion-v2", "--design", "small.npy"],
                               "a design must have shape (32, 32) (rows, cols), got (8, 8)"),
-    "evaluate: wrong dtype": (["evaluate", "--env", "Extrusion-v1", "--design", "words.npy"],
+    "evaluate: wrong dtype": (["evaluate", "--env", "Extrusion-v2", "--design", "words.npy"],
                               "a design must be a numeric array, got dtype <U1"),
-    "evaluate: NaN in the design": (["evaluate", "--env", "Extrusion-v1", "--design", "nan.npy"],
+    "evaluate: NaN in the design": (["evaluate", "--env", "Extrusion-v2", "--design", "nan.npy"],
                                     "the design holds NaN or infinite values"),
     "evaluate: condition out of range": (BEAM + ['{"area_fraction": 0.3, "axis_angle": 400, "max_hollows": 0}'],
                                          "condition 'axis_angle' = 400 is outside its range [0, 90]"),
@@ -135,26 +135,26 @@ CASES = {
     "evaluate: unknown condition": (BEAM + ['{"area_fraction": 0.3, "axis_angle": 0, "max_hollows": 0, "load": 1}'],
                                     "unknown condition(s) ['load']; the conditions are"),
     "evaluate: conditions not JSON": (BEAM + ['{"axis_angle": 4'], "--conditions must be JSON or a JSON file"),
-    "design: condition out of range": (["design", "--env", "Extrusion-v1", "--agent", RUN, "--out", "out.npy",
+    "design: condition out of range": (["design", "--env", "Extrusion-v2", "--agent", RUN, "--out", "out.npy",
                                         "--conditions", '{"area_fraction": 2}'],
                                        "condition 'area_fraction' = 2 is outside its range"),
-    "baseline: non-integer discrete condition": (["baseline", "--env", "Extrusion-v1", "--method", "random",
+    "baseline: non-integer discrete condition": (["baseline", "--env", "Extrusion-v2", "--method", "random",
                                                   "--conditions", '{"max_hollows": 1.5}'],
                                                  "condition 'max_hollows' must be an integer in [0, 2], got 1.5"),
     # models and checkpoints
-    "eval: truncated model": (["eval", "--run", "truncated.zip", "--env", "Extrusion-v1"],
+    "eval: truncated model": (["eval", "--run", "truncated.zip", "--env", "Extrusion-v2"],
                               "truncated.zip is not a loadable Stable-Baselines3 model"),
-    "eval: foreign zip": (["eval", "--run", "foreign.zip", "--env", "Extrusion-v1"],
+    "eval: foreign zip": (["eval", "--run", "foreign.zip", "--env", "Extrusion-v2"],
                           "foreign.zip is not a loadable Stable-Baselines3 model"),
-    "design: random bytes as agent": (["design", "--env", "Extrusion-v1", "--agent", "random.bin", "--out", "out.npy"],
+    "design: random bytes as agent": (["design", "--env", "Extrusion-v2", "--agent", "random.bin", "--out", "out.npy"],
                                       "random.bin is not a loadable Stable-Baselines3 model"),
-    "design: agent of another env": (["design", "--env", "Cantilever-v0", "--agent", RUN, "--out", "out.npy"],
-                                     "does not fit designgym/Cantilever-v0 (it was trained on designgym/Extrusion-v1): "
+    "design: agent of another env": (["design", "--env", "Cantilever-v1", "--agent", RUN, "--out", "out.npy"],
+                                     "does not fit designgym/Cantilever-v1 (it was trained on designgym/Extrusion-v2): "
                                      "its observation space has shape (17,), the env's (16,)"),
     "design: no pretrained agent": (["design", "--env", "faults/Plain-v0", "--agent", "pretrained", "--out", "out.npy"],
-                                    "no pretrained agent ships for faults/Plain-v0 (shipped: AMBracket-v0, "
-                                    "Cantilever-v0, Extrusion-v1, ExtrusionSteps-v1, FloorPlan-v0, MBB-v1, "
-                                    "Massing-v0); train one with `designgym train --env faults/Plain-v0`"),
+                                    "no pretrained agent ships for faults/Plain-v0 (shipped: AMBracket-v1, "
+                                    "Cantilever-v1, Extrusion-v2, ExtrusionSteps-v1, FloorPlan-v1, MBB-v2, "
+                                    "Massing-v1); train one with `designgym train --env faults/Plain-v0`"),
     "eval: unfinished run": (["eval", "--run", UNFINISHED],
                              "has not finished; finish it with `designgym train --resume runs/unfinished`"),
     "eval: not a run folder": (["eval", "--run", "runs"], "runs is not a run folder (no config.json)"),
@@ -204,7 +204,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(workspace, plain_env, c
 def test_the_released_command_prints_no_traceback_but_debug_does(workspace):
     for debug in ([], ["--debug"]):
         result = subprocess.run([sys.executable, "-m", "designgym", *debug, "eval", "--run", "truncated.zip",
-                                 "--env", "Extrusion-v1"], capture_output=True, text=True, cwd=workspace, timeout=300)
+                                 "--env", "Extrusion-v2"], capture_output=True, text=True, cwd=workspace, timeout=300)
         assert result.returncode != 0
         assert ("Traceback" in result.stderr) == bool(debug), result.stderr
 
@@ -244,4 +244,4 @@ def test_the_unfinished_run_message_names_a_checkpoint_that_eval_takes(workspace
     # A checkpoint of a run is an agent too: the run folder says which env and algorithm it is.
     assert main(["eval", "--run", latest, "--episodes", "2", "--out", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["env"] == "designgym/Extrusion-v1" and report["summary"]["episodes"] == 2
+    assert report["env"] == "designgym/Extrusion-v2" and report["summary"]["episodes"] == 2

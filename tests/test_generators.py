@@ -220,10 +220,12 @@ def test_env_decodes_a_conditional_generator_with_the_episode_conditions():
     vec = BatchedDesignVecEnv([LatentDesignEnv("extrusion", model) for _ in range(3)])
     vec.seed(5)
     vec.reset()
-    assert len({tuple(single.problem.conditions_vector(single.conditions)) for single in vec.envs}) == 3
-    for single in vec.envs:  # decoded in one batch of three, so equal up to float summation order
-        vector = single.problem.conditions_vector(single.conditions)
-        np.testing.assert_allclose(single.design, model.decode_numpy(single.latent[None], vector[None])[0], atol=1e-6)
+    _, _, _, infos = vec.step(np.full((3, 4), 0.1, np.float32))
+    assert len({tuple(single.problem.conditions_vector(single.final_conditions)) for single in vec.envs}) == 3
+    for single, info in zip(vec.envs, infos, strict=True):  # decoded in one batch of three: equal up to
+        vector = single.problem.conditions_vector(single.final_conditions)  # float summation order
+        latent = info["latent"] * single.latent_bound
+        np.testing.assert_allclose(single.final_design, model.decode_numpy(latent[None], vector[None])[0], atol=1e-6)
     vec.close()
 
     with pytest.raises(ValueError, match="conditioned on 5 condition values.*problem extrusion has 3"):

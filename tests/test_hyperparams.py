@@ -18,7 +18,7 @@ from designgym.agents.training import TrainConfig, resolve_hyperparams, train
 
 @pytest.mark.parametrize("algo", sorted(ALGORITHMS))
 def test_every_algorithm_ships_a_default_entry_that_its_constructor_accepts(algo):
-    settings = load_hyperparams(algo, "designgym/Cantilever-v0")
+    settings = load_hyperparams(algo, "designgym/Cantilever-v1")
     assert settings["n_envs"] >= 1 and settings["n_timesteps"] >= 1000
     check_keys(settings, ALGORITHMS[algo], f"{algo}.yml")
 
@@ -27,22 +27,22 @@ def test_env_entry_over_default_and_user_file_over_shipped(tmp_path):
     path = tmp_path / "mine.yml"
     path.write_text(
         "default:\n  n_steps: 32\n"
-        "designgym/Cantilever-v0:\n  n_epochs: 3\n  learning_rate: lin_1e-3\n"
+        "designgym/Cantilever-v1:\n  n_epochs: 3\n  learning_rate: lin_1e-3\n"
     )
-    cantilever = load_hyperparams("ppo", "designgym/Cantilever-v0", path)
+    cantilever = load_hyperparams("ppo", "designgym/Cantilever-v1", path)
     assert cantilever["n_epochs"] == 3 and cantilever["n_steps"] == 64  # the shipped default, not mine
     assert cantilever["learning_rate"] == "lin_1e-3"
-    extrusion = load_hyperparams("ppo", "designgym/Extrusion-v1", path)
+    extrusion = load_hyperparams("ppo", "designgym/Extrusion-v2", path)
     assert extrusion["n_steps"] == 32 and extrusion["n_epochs"] == 10
 
 
 def test_params_override_the_files_and_fill_the_run_size(tmp_path):
     path = tmp_path / "h.yml"
     path.write_text("default:\n  n_envs: 3\n  n_timesteps: !!float 1e3\n  batch_size: 32\n")
-    config = TrainConfig(env="designgym/Extrusion-v1", hyperparams_file=str(path), hyperparams={"batch_size": 16})
+    config = TrainConfig(env="designgym/Extrusion-v2", hyperparams_file=str(path), hyperparams={"batch_size": 16})
     settings = resolve_hyperparams(config)
     assert (config.n_envs, config.timesteps, settings["batch_size"]) == (3, 1000, 16)
-    explicit = TrainConfig(env="designgym/Extrusion-v1", hyperparams_file=str(path), n_envs=2, timesteps=500)
+    explicit = TrainConfig(env="designgym/Extrusion-v2", hyperparams_file=str(path), n_envs=2, timesteps=500)
     resolve_hyperparams(explicit)
     assert (explicit.n_envs, explicit.timesteps) == (2, 500)
 
@@ -74,15 +74,15 @@ def test_bad_files_name_the_key_and_the_file_and_make_no_run_folder(tmp_path, te
     path = tmp_path / "h.yml"
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
-        train(TrainConfig(env="designgym/Extrusion-v1", hyperparams_file=str(path), out=str(tmp_path / "runs"),
+        train(TrainConfig(env="designgym/Extrusion-v2", hyperparams_file=str(path), out=str(tmp_path / "runs"),
                           run_name="x"))
     assert not (tmp_path / "runs" / "x").exists()
     with pytest.raises(HyperparamsError, match="does not exist"):
-        load_hyperparams("ppo", "designgym/Extrusion-v1", tmp_path / "missing.yml")
+        load_hyperparams("ppo", "designgym/Extrusion-v2", tmp_path / "missing.yml")
 
 
 def test_td3_noise_settings_reach_the_model(tmp_path):
-    config = TrainConfig(env="designgym/Extrusion-v1", algo="td3", timesteps=40, n_envs=1, out=str(tmp_path),
+    config = TrainConfig(env="designgym/Extrusion-v2", algo="td3", timesteps=40, n_envs=1, out=str(tmp_path),
                          run_name="t", eval_episodes=1, device="cpu",
                          hyperparams={"learning_starts": 20, "batch_size": 16, "noise_std": 0.3})
     result = train(config)

@@ -16,7 +16,7 @@ from stable_baselines3 import PPO
 TINY_PPO = ["n_steps=32", "batch_size=32"]
 
 
-def start_training(out: Path, *args: str, env: str = "Extrusion-v1") -> subprocess.Popen:
+def start_training(out: Path, *args: str, env: str = "Extrusion-v2") -> subprocess.Popen:
     """``designgym train`` as a user starts it from a terminal: in a process group of its own (as a
     terminal's foreground job is), with Ctrl-C (SIGINT) handled as by default, which a background
     job of a non-interactive shell would otherwise not have."""
@@ -35,7 +35,7 @@ def press_ctrl_c(process: subprocess.Popen) -> None:
 
 
 def trained_steps(run: Path) -> int:
-    """Env steps of the episodes the monitor files hold (Extrusion-v1's episodes are one step)."""
+    """Env steps of the episodes the monitor files hold (Extrusion-v2's episodes are one step)."""
     total = 0
     for file in (run / "monitor").glob("*.monitor.csv"):
         total += max(0, len(file.read_text().splitlines()) - 2)
@@ -59,8 +59,8 @@ def checkpoints(run: Path) -> list[int]:
 
 @pytest.mark.parametrize(
     "how, env, vec_env",
-    [("ctrl-c", "Extrusion-v1", "dummy"), ("ctrl-c", "Extrusion-v1", "subproc"),
-     ("ctrl-c", "Cantilever-v0", "batched"), ("sigterm", "Extrusion-v1", "dummy")],
+    [("ctrl-c", "Extrusion-v2", "dummy"), ("ctrl-c", "Extrusion-v2", "subproc"),
+     ("ctrl-c", "Cantilever-v1", "batched"), ("sigterm", "Extrusion-v2", "dummy")],
 )
 def test_interrupt_saves_a_checkpoint_that_resume_continues(tmp_path, how, env, vec_env):
     # save_freq 0: no checkpoint but the one the interrupt makes.
@@ -164,7 +164,7 @@ def test_evaluations_and_best_model_are_replaced_whole(tmp_path, monkeypatch):
         return original(file, *args, **kwargs)
 
     monkeypatch.setattr(np, "savez", savez)
-    config = TrainConfig(env="Extrusion-v1", timesteps=128, n_envs=2, out=str(tmp_path), run_name="r",
+    config = TrainConfig(env="Extrusion-v2", timesteps=128, n_envs=2, out=str(tmp_path), run_name="r",
                          eval_episodes=2, eval_freq=64, save_freq=0, device="cpu",
                          hyperparams={"n_steps": 32, "batch_size": 32})
     run = train(config).run_dir
@@ -187,7 +187,7 @@ def test_workers_interrupted_between_request_and_reply_are_still_closed():
     from designgym.agents.interrupts import close_after_interrupt
     from designgym.agents.training import _make_worker_env
 
-    vec = make_vec_env(partial(_make_worker_env, "designgym/Extrusion-v1"), n_envs=2, vec_env_cls=SubprocVecEnv)
+    vec = make_vec_env(partial(_make_worker_env, "designgym/Extrusion-v2"), n_envs=2, vec_env_cls=SubprocVecEnv)
     vec.reset()
     vec.step_async(np.zeros((2, 8), dtype=np.float32))
     vec.remotes[0].recv()  # step_wait got this far when the interrupt came

@@ -39,7 +39,7 @@ def test_pretrained_agent_scores_as_its_card_says(env_id):
     assert result["normalized_score"]["iqm"] == pytest.approx(card["normalized_score"]["iqm"], abs=1e-6)
 
 
-@pytest.mark.parametrize("env_id", ["designgym/Cantilever-v0", "designgym/AMBracket-v0"])
+@pytest.mark.parametrize("env_id", ["designgym/Cantilever-v1", "designgym/AMBracket-v1"])
 def test_pretrained_agent_designs_at_the_volume_budget_with_nothing_floating(env_id):
     agent = load_agent("pretrained", env_id=env_id)
     for volfrac in (0.3, 0.45, 0.6):
@@ -52,13 +52,13 @@ def test_pretrained_cantilever_is_close_to_simp_on_unseen_load_cases():
     """Ten load cases drawn from a seed no training used: one step against SIMP to convergence."""
     import designgym
 
-    agent = load_agent("pretrained", env_id="designgym/Cantilever-v0")
+    agent = load_agent("pretrained", env_id="designgym/Cantilever-v1")
     problem = designgym.make_problem("cantilever")
     rng = np.random.default_rng(4242)
     ratios, feasible = [], []
     for _ in range(10):
         conditions = problem.sample_conditions(rng)
-        result = make_design(agent, "designgym/Cantilever-v0", conditions)
+        result = make_design(agent, "designgym/Cantilever-v1", conditions)
         feasible.append(result["feasible"])
         if result["feasible"]:
             simp = problem.evaluate(problem.optimize(conditions), conditions).objectives["compliance"]
@@ -72,7 +72,7 @@ def test_pretrained_cantilever_is_close_to_simp_on_unseen_load_cases():
 def test_design_command_uses_the_pretrained_agent_and_polishes(tmp_path):
     out = tmp_path / "cantilever.npy"
     result = subprocess.run(
-        [sys.executable, "-m", "designgym", "design", "--env", "Cantilever-v0", "--agent", "pretrained",
+        [sys.executable, "-m", "designgym", "design", "--env", "Cantilever-v1", "--agent", "pretrained",
          "--conditions", '{"volfrac": 0.4, "load_y": 1.0, "load_angle": 30}', "--polish", "5", "--out", str(out),
          "--json"],
         capture_output=True, text=True, timeout=120,
@@ -80,11 +80,11 @@ def test_design_command_uses_the_pretrained_agent_and_polishes(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     design = np.load(out)
-    assert report["polish_iterations"] == 5 and report["agent"].endswith("Cantilever-v0.zip")
+    assert report["polish_iterations"] == 5 and report["agent"].endswith("Cantilever-v1.zip")
     assert design.sum() == round(0.4 * design.size) and report["violations"]["floating_material"] == 0
     assert "compliance" in report["before_polish"]["objectives"]
     bad = subprocess.run(
-        [sys.executable, "-m", "designgym", "design", "--env", "Cantilever-v0", "--agent", "pretrained",
+        [sys.executable, "-m", "designgym", "design", "--env", "Cantilever-v1", "--agent", "pretrained",
          "--polish", "-1", "--out", str(out)], capture_output=True, text=True, timeout=120,
     )
     assert bad.returncode == 2 and "polish must be >= 0" in bad.stderr and "Traceback" not in bad.stderr
@@ -102,7 +102,7 @@ def test_refined_targets_are_never_worse_than_the_targets_or_the_policy():
     finally:
         sys.path.remove(str(SCRIPTS))
 
-    env = gym.make("designgym/Cantilever-v0")
+    env = gym.make("designgym/Cantilever-v1")
     model = PPO("MlpPolicy", env, seed=0, device="cpu")  # an untrained policy: its actions are near the centre
     rng = np.random.default_rng(7)
     cases = [env.unwrapped.problem.sample_conditions(rng) for _ in range(4)]

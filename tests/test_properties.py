@@ -15,8 +15,8 @@ import designgym
 
 # Each registered env, and the delta mode and the dict layout on one of them.
 VARIANTS = [(env_id, {}) for env_id in designgym.list_envs()] + [
-    ("designgym/Cantilever-v0", {"action_mode": "delta", "episode_length": 3, "initial_latent": "random"}),
-    ("designgym/Extrusion-v1", {"observation_layout": "dict"}),
+    ("designgym/Cantilever-v1", {"action_mode": "delta", "episode_length": 3, "initial_latent": "random"}),
+    ("designgym/Extrusion-v2", {"observation_layout": "dict"}),
 ]
 IDS = [f"{env_id.split('/')[-1]}{'-' + '-'.join(map(str, kw.values())) if kw else ''}" for env_id, kw in VARIANTS]
 _ENVS: dict[tuple[int, int], gym.Env] = {}

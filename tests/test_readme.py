@@ -45,7 +45,7 @@ def test_train_an_agent_yaml_example_is_a_valid_ppo_file(tmp_path):
     (block,) = re.findall(r"```yaml\n(.*?)```", section[: section.index("\n## ", 1)], flags=re.S)
     path = tmp_path / "ppo.yml"
     path.write_text(block)
-    settings = load_hyperparams("ppo", "designgym/Cantilever-v0", path)
+    settings = load_hyperparams("ppo", "designgym/Cantilever-v1", path)
     check_keys(settings, ALGORITHMS["ppo"], str(path))
     assert callable(algorithm_kwargs(settings, 8, str(path))["learning_rate"])
     assert normalize_kwargs(settings["normalize"]) == {}

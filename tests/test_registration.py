@@ -15,17 +15,17 @@ from designgym.envs import registration
 
 def test_builtin_envs_are_registered_under_the_namespace():
     ids = designgym.list_envs()
-    assert "designgym/Extrusion-v1" in ids
+    assert "designgym/Extrusion-v2" in ids
     assert all(i in gym.registry for i in ids)
     assert all(spec.description for spec in designgym.env_specs() if spec.source == "designgym")
 
 
 def test_short_ids_resolve():
-    assert registration.resolve_env_id("Extrusion-v1") == "designgym/Extrusion-v1"
-    assert designgym.make("Extrusion-v1").spec.id == "designgym/Extrusion-v1"
+    assert registration.resolve_env_id("Extrusion-v2") == "designgym/Extrusion-v2"
+    assert designgym.make("Extrusion-v2").spec.id == "designgym/Extrusion-v2"
 
 
-@pytest.mark.parametrize("wrong", ["designgym/Extrusoin-v1", "Extrusion-v2", "extrusion-v1"])
+@pytest.mark.parametrize("wrong", ["designgym/Extrusoin-v1", "Extrusion-v3", "extrusion-v1"])
 def test_unknown_env_ids_suggest_close_ones(wrong):
     with pytest.raises(KeyError) as err:
         designgym.make(wrong)
@@ -141,18 +141,25 @@ def test_broken_plugin_warns_and_does_not_stop_designgym(plugin_path):
     with pytest.warns(UserWarning, match="plugin 'broken'.*needs libfoo"):
         errors = registration.load_plugins(force=True)
     assert "needs libfoo" in errors["broken"]
-    assert "designgym/Extrusion-v1" in designgym.list_envs()
+    assert "designgym/Extrusion-v2" in designgym.list_envs()
 
 
-@pytest.mark.parametrize("old, new", [("designgym/Extrusion-v0", "designgym/Extrusion-v1"),
+@pytest.mark.parametrize("old, new", [("designgym/Extrusion-v0", "designgym/Extrusion-v2"),
                                       ("ExtrusionSteps-v0", "designgym/ExtrusionSteps-v1"),
-                                      ("designgym/MBB-v0", "designgym/MBB-v1")])
+                                      ("designgym/MBB-v0", "designgym/MBB-v2"),
+                                      ("designgym/Extrusion-v1", "designgym/Extrusion-v2"),
+                                      ("MBB-v1", "designgym/MBB-v2"),
+                                      ("Cantilever-v0", "designgym/Cantilever-v1"),
+                                      ("AMBracket-v0", "designgym/AMBracket-v1"),
+                                      ("FloorPlan-v0", "designgym/FloorPlan-v1"),
+                                      ("Massing-v0", "designgym/Massing-v1")])
 def test_a_replaced_version_names_its_successor_and_why(old, new):
     import gymnasium as gym
 
     from designgym.envs.registration import RetiredEnvError, resolve_env_id
 
-    with pytest.raises(RetiredEnvError, match=f"was replaced by {new}: v1 .*repair|was replaced by {new}: v1 keeps"):
+    why = "v1 .*repair|v1 keeps|v. rewards a one-step design by its own objective"
+    with pytest.raises(RetiredEnvError, match=f"was replaced by {new}: ({why})"):
         resolve_env_id(old)
     with pytest.raises(gym.error.DeprecatedEnv, match=new):  # Gymnasium's own words for an old version
         gym.make(old if "/" in old else f"designgym/{old}")

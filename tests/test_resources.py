@@ -32,7 +32,7 @@ def run_steps(env: gym.Env, steps: int, rng: np.random.Generator) -> None:
 
 
 def test_memory_stays_flat_over_thousands_of_steps():
-    env = gym.make("designgym/Extrusion-v1")
+    env = gym.make("designgym/Extrusion-v2")
     rng = np.random.default_rng(0)
     run_steps(env, 500, rng)  # caches fill, allocators settle
     gc.collect()
@@ -59,7 +59,7 @@ def test_memory_stays_flat_over_thousands_of_steps():
 def test_memory_stays_flat_over_thousands_of_finite_element_solves():
     """The structures keep factorisations and run helper processes: memory outside Python (CHOLMOD's
     factors) is seen in the resident size."""
-    vec = make_batched_vec_env("Cantilever-v0", n_envs=4, seed=0)
+    vec = make_batched_vec_env("Cantilever-v1", n_envs=4, seed=0)
     rng = np.random.default_rng(0)
     vec.reset()
     for _ in range(100):
@@ -76,7 +76,7 @@ def test_memory_stays_flat_over_thousands_of_finite_element_solves():
 
 def test_a_closed_batched_vec_env_lets_go_of_its_generator_and_problem():
     """A trained model keeps its vector env; closing it must free the generator's weights all the same."""
-    vec = make_batched_vec_env("Extrusion-v1", n_envs=3, seed=0)
+    vec = make_batched_vec_env("Extrusion-v2", n_envs=3, seed=0)
     vec.reset()
     vec.step(np.zeros((3, 8), dtype=np.float32))
     generator, problem = weakref.ref(vec.envs[0].generator), weakref.ref(vec.envs[0].problem)
@@ -92,7 +92,7 @@ def test_a_closed_batched_vec_env_lets_go_of_its_generator_and_problem():
 def test_a_closed_batched_vec_env_gives_its_gpu_memory_back():
     torch.cuda.empty_cache()
     baseline = torch.cuda.memory_allocated()
-    vec = make_batched_vec_env("Extrusion-v1", n_envs=64, seed=0, env_kwargs={"device": "cuda"})
+    vec = make_batched_vec_env("Extrusion-v2", n_envs=64, seed=0, env_kwargs={"device": "cuda"})
     vec.reset()
     assert vec.envs[0].generator.device.type == "cuda"
     held = torch.cuda.memory_allocated()

@@ -17,11 +17,11 @@ from designgym.agents.scoring import References, aggregate, at_least_as_good, bo
 
 
 def test_the_test_split_is_fixed_and_each_case_starts_its_episode():
-    first = test_split("designgym/Extrusion-v1", 5)
-    again = test_split("Extrusion-v1", 5)
+    first = test_split("designgym/Extrusion-v2", 5)
+    again = test_split("Extrusion-v2", 5)
     assert [c["conditions"] for c in first] == [c["conditions"] for c in again]
     assert len({json.dumps(c["conditions"], sort_keys=True) for c in first}) == 5
-    env = gym.make("designgym/Extrusion-v1")
+    env = gym.make("designgym/Extrusion-v2")
     for case in first:
         _, info = env.reset(options=case)
         assert info["conditions"] == case["conditions"]
@@ -41,8 +41,8 @@ def test_a_random_start_env_has_the_start_latent_in_its_cases():
 
 def test_training_draws_never_meet_the_test_split():
     # Training envs are seeded with small integers; their draws come from other seed streams.
-    split = {json.dumps(c["conditions"], sort_keys=True) for c in test_split("designgym/MBB-v1", 200)}
-    env = gym.make("designgym/MBB-v1")
+    split = {json.dumps(c["conditions"], sort_keys=True) for c in test_split("designgym/MBB-v2", 200)}
+    env = gym.make("designgym/MBB-v2")
     seen = set()
     for seed in range(8):
         env.reset(seed=seed)
@@ -55,7 +55,7 @@ def test_training_draws_never_meet_the_test_split():
 
 def test_a_test_split_needs_a_case():
     with pytest.raises(ValueError, match="at least one case"):
-        test_split("designgym/MBB-v1", 0)
+        test_split("designgym/MBB-v2", 0)
 
 
 # -- the shipped references -------------------------------------------------------------------------
@@ -158,14 +158,14 @@ def test_paired_share_counts_ties_as_at_least_as_good():
 
 
 def test_score_policy_gives_the_public_json_and_matches_the_shipped_anchors():
-    env = gym.make("designgym/MBB-v1")
+    env = gym.make("designgym/MBB-v2")
     zero = np.zeros(env.action_space.shape, dtype=np.float32)
-    result = scoring.score_policy("designgym/MBB-v1", lambda obs: zero)
+    result = scoring.score_policy("designgym/MBB-v2", lambda obs: zero)
     env.close()
     assert result["cases_from"] == "test split" and result["n_cases"] == scoring.TEST_SPLIT_SIZE
     assert {"feasible_rate", "normalized_score", "ms_per_design", "cases"} <= set(result)
     assert set(result["normalized_score"]) >= {"iqm", "ci"} and len(result["normalized_score"]["ci"]) == 2
-    refs = scoring.shipped_references("designgym/MBB-v1")
+    refs = scoring.shipped_references("designgym/MBB-v2")
     for row, ref in zip(result["cases"], refs.cases, strict=True):
         assert {"conditions", "feasible", "score", "normalized"} <= set(row)
         # the zero action is the start design: its score is the start design's objective
@@ -176,10 +176,10 @@ def test_score_policy_gives_the_public_json_and_matches_the_shipped_anchors():
 
 def test_given_conditions_are_scored_against_references_made_now():
     cases = [{"volfrac": 0.4, "load_x": 0.1}, {"conditions": {"volfrac": 0.5, "load_x": 0.4}}]
-    env = gym.make("designgym/MBB-v1")
+    env = gym.make("designgym/MBB-v2")
     zero = np.zeros(env.action_space.shape, dtype=np.float32)
     env.close()
-    result = scoring.score_policy("designgym/MBB-v1", lambda obs: zero, cases=cases)
+    result = scoring.score_policy("designgym/MBB-v2", lambda obs: zero, cases=cases)
     assert result["cases_from"] == "given" and result["references"].startswith("made now")
     assert [r["conditions"]["load_x"] for r in result["cases"]] == [0.1, 0.4]
 
@@ -193,16 +193,16 @@ def test_given_conditions_are_scored_against_references_made_now():
 ])
 def test_bad_cases_are_named(cases, message):
     with pytest.raises(ValueError, match=message):
-        scoring.score_policy("designgym/MBB-v1", lambda obs: np.zeros(8, np.float32), cases=cases)
+        scoring.score_policy("designgym/MBB-v2", lambda obs: np.zeros(8, np.float32), cases=cases)
 
 
 def test_references_of_another_env_setting_are_refused(tmp_path):
-    refs = scoring.shipped_references("designgym/MBB-v1")
+    refs = scoring.shipped_references("designgym/MBB-v2")
     refs.cases = [dict(c, start=c["start"] + 0.5) for c in refs.cases]
     path = tmp_path / "refs.json"
     scoring.write_references(refs, path)
     with pytest.raises(ValueError, match="do not fit this env.*remake them"):
-        scoring.score_policy("designgym/MBB-v1", lambda obs: np.zeros(8, np.float32), references=path)
+        scoring.score_policy("designgym/MBB-v2", lambda obs: np.zeros(8, np.float32), references=path)
 
 
 # -- designgym score ------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def tiny_run(tmp_path_factory):
     from designgym.agents.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs")
-    return train(TrainConfig(env="designgym/MBB-v1", algo="ppo", timesteps=64, n_envs=2, out=str(out),
+    return train(TrainConfig(env="designgym/MBB-v2", algo="ppo", timesteps=64, n_envs=2, out=str(out),
                              run_name="tiny", eval_freq=0, save_freq=0, eval_episodes=2, threads=1)).run_dir
 
 
@@ -228,14 +228,14 @@ def test_score_command_prints_the_public_json(tiny_run, tmp_path):
     result = _designgym("score", "--agent", str(tiny_run), "--json", "--out", str(tmp_path / "score.json"))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["env"] == "designgym/MBB-v1" and report["n_cases"] == 200
+    assert report["env"] == "designgym/MBB-v2" and report["n_cases"] == 200
     assert set(report["normalized_score"]) >= {"iqm", "ci"} and 0.0 <= report["feasible_rate"] <= 1.0
     assert report["ms_per_design"] > 0 and len(report["cases"]) == 200
     assert json.loads((tmp_path / "score.json").read_text()) == report
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--env", "Cantilever-v0"], "was trained on designgym/MBB-v1, not designgym/Cantilever-v0"),
+    (["--env", "Cantilever-v1"], "was trained on designgym/MBB-v2, not designgym/Cantilever-v1"),
     (["--env", "Cantilevr-v0"], "unknown env 'Cantilevr-v0'"),
     (["--conditions", '[{"volfrac": 0.4, "load_y": 0.1}]'], "case 0: mbb: unknown condition(s) ['load_y']"),
     (["--conditions", "[]"], "--conditions holds no cases"),

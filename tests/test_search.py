@@ -15,7 +15,7 @@ CONDITIONS = {"volfrac": 0.4, "load_x": 0.2}
 @pytest.fixture(scope="module")
 def mbb():
     # Without its repair step: raw decodings, some legal, some with loose specks.
-    return gym.make("designgym/MBB-v1", repair=False).unwrapped
+    return gym.make("designgym/MBB-v2", repair=False).unwrapped
 
 
 def test_gated_key_puts_every_feasible_design_first():
@@ -41,8 +41,8 @@ def test_the_best_design_is_feasible_whenever_a_feasible_one_was_judged(mbb):
 
 @pytest.mark.parametrize("repair", [False, True])
 def test_judge_equals_an_env_step(repair):
-    mbb = gym.make("designgym/MBB-v1", repair=repair).unwrapped
-    env = gym.make("designgym/MBB-v1", repair=repair).unwrapped
+    mbb = gym.make("designgym/MBB-v2", repair=repair).unwrapped
+    env = gym.make("designgym/MBB-v2", repair=repair).unwrapped
     action = np.linspace(-0.8, 0.8, mbb.generator.latent_dim).astype(np.float32)
     judged = judge(mbb, action[None, :], CONDITIONS)
     _, start = env.reset(options={"conditions": CONDITIONS})

@@ -54,7 +54,7 @@ def test_batched_vec_env_trains_the_same_agent_as_dummy(tmp_path):
     # the same policy (up to the float rounding of a batched generator pass).
     results = {}
     for vec_env in ("dummy", "batched"):
-        config = TrainConfig(env="designgym/Cantilever-v0", timesteps=256, n_envs=4, vec_env=vec_env, seed=3,
+        config = TrainConfig(env="designgym/Cantilever-v1", timesteps=256, n_envs=4, vec_env=vec_env, seed=3,
                              out=str(tmp_path), run_name=vec_env, eval_episodes=4, hyperparams=TINY["ppo"],
                              device="cpu", eval_freq=0, save_freq=0)
         results[vec_env] = train(config)
@@ -72,7 +72,7 @@ def test_unknown_vec_env_is_refused(tmp_path):
 
 
 def test_subproc_vec_env_runs_each_env_in_its_own_process(tmp_path):
-    config = TrainConfig(env="designgym/Extrusion-v1", timesteps=64, n_envs=2, vec_env="subproc", out=str(tmp_path),
+    config = TrainConfig(env="designgym/Extrusion-v2", timesteps=64, n_envs=2, vec_env="subproc", out=str(tmp_path),
                          run_name="s", eval_episodes=2, hyperparams=TINY["ppo"], device="cpu", eval_freq=0)
     result = train(config)
     assert len(list((result.run_dir / "monitor").glob("*.monitor.csv"))) == 2
@@ -80,7 +80,7 @@ def test_subproc_vec_env_runs_each_env_in_its_own_process(tmp_path):
 
 
 def test_run_folder_has_best_model_evaluations_checkpoints_and_normalisation(tmp_path):
-    config = TrainConfig(env="designgym/Extrusion-v1", timesteps=256, n_envs=2, out=str(tmp_path), run_name="n",
+    config = TrainConfig(env="designgym/Extrusion-v2", timesteps=256, n_envs=2, out=str(tmp_path), run_name="n",
                          eval_episodes=2, eval_freq=64, save_freq=64, device="cpu",
                          hyperparams={**TINY["ppo"], "normalize": True})
     result = train(config)
@@ -101,7 +101,7 @@ def test_run_folder_has_best_model_evaluations_checkpoints_and_normalisation(tmp
 def test_resume_continues_the_step_count_from_the_latest_checkpoint(tmp_path, algo):
     from designgym.agents.training import resume
 
-    config = TrainConfig(env="designgym/Extrusion-v1", algo=algo, timesteps=128, n_envs=2, out=str(tmp_path),
+    config = TrainConfig(env="designgym/Extrusion-v2", algo=algo, timesteps=128, n_envs=2, out=str(tmp_path),
                          run_name="r", eval_episodes=2, save_freq=64, eval_freq=64, device="cpu",
                          hyperparams=TINY[algo])
     first = train(config)
@@ -129,7 +129,7 @@ def test_threads_are_set_for_the_run_recorded_and_given_back(tmp_path, monkeypat
     set_up = training._set_up
     monkeypatch.setattr(training, "_set_up", lambda *a: (seen.append(torch.get_num_threads()), set_up(*a))[1])
     before = torch.get_num_threads()
-    config = TrainConfig(env="designgym/Extrusion-v1", timesteps=64, n_envs=2, out=str(tmp_path), run_name="t",
+    config = TrainConfig(env="designgym/Extrusion-v2", timesteps=64, n_envs=2, out=str(tmp_path), run_name="t",
                          eval_episodes=1, save_freq=32, eval_freq=0, device="cpu", hyperparams=TINY["ppo"],
                          threads=before + 1)
     run = train(config).run_dir
@@ -143,7 +143,7 @@ def test_threads_are_set_for_the_run_recorded_and_given_back(tmp_path, monkeypat
     assert seen[-1] == before + 2
     for bad in (0, -1, 1.5):
         with pytest.raises(ValueError, match=f"--threads must be a whole number of at least 1.*got {bad}"):
-            train(TrainConfig(env="designgym/Extrusion-v1", out=str(tmp_path), run_name="bad", threads=bad))
+            train(TrainConfig(env="designgym/Extrusion-v2", out=str(tmp_path), run_name="bad", threads=bad))
     with pytest.raises(ValueError, match="--threads must be a whole number of at least 1.*got -2"):
         training.resume(run, timesteps=256, threads=-2)
     assert not (tmp_path / "bad").exists()
@@ -154,7 +154,7 @@ def test_resume_refuses_what_is_not_a_run(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="is not a run folder"):
         resume(tmp_path)
-    config = TrainConfig(env="designgym/Extrusion-v1", timesteps=32, n_envs=1, out=str(tmp_path), run_name="z",
+    config = TrainConfig(env="designgym/Extrusion-v2", timesteps=32, n_envs=1, out=str(tmp_path), run_name="z",
                          eval_episodes=1, save_freq=0, eval_freq=0, device="cpu", hyperparams=TINY["ppo"])
     run = train(config).run_dir
     assert not (run / "best_model.zip").exists() and not (run / "checkpoints").exists()

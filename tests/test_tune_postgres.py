@@ -29,7 +29,7 @@ def postgres():
 
 def worker(postgres, study, out, *args, timesteps=256):
     """A `designgym tune` process on the shared study, in its own process group."""
-    command = [sys.executable, "-m", "designgym", "tune", "--env", "Extrusion-v1", "--timesteps-per-trial",
+    command = [sys.executable, "-m", "designgym", "tune", "--env", "Extrusion-v2", "--timesteps-per-trial",
                str(timesteps), "--n-evaluations", "2", "--eval-episodes", "4", "--n-startup-trials", "2",
                "--storage", postgres.url, "--study-name", study, "--out", str(out), "--heartbeat-interval", "1",
                "--device", "cpu", "--no-progress", "--json", *args]

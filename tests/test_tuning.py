@@ -26,7 +26,7 @@ from designgym.agents.search_spaces import SEARCH_SPACES, Budget, search_space
 from designgym.agents.training import TrainConfig
 
 # A study small enough for the suite: 512 steps per trial, scored 4 times on 8 seeded episodes.
-SMALL = ["--env", "Extrusion-v1", "--timesteps-per-trial", "512", "--n-evaluations", "4", "--eval-episodes", "8",
+SMALL = ["--env", "Extrusion-v2", "--timesteps-per-trial", "512", "--n-evaluations", "4", "--eval-episodes", "8",
          "--n-startup-trials", "2", "--device", "cpu", "--no-progress", "--json"]
 
 
@@ -35,7 +35,7 @@ def designgym(*args, env=None, timeout=600):
                           timeout=timeout, env=env)
 
 
-def load(out, name="Extrusion-v1_ppo"):
+def load(out, name="Extrusion-v2_ppo"):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
 
 
@@ -44,14 +44,14 @@ def test_every_sampled_setting_builds_an_agent(algo):
     """Many draws from each space: the keys are the algorithm's, and SB3 accepts the values."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    vec_env = DummyVecEnv([lambda: gym.make("designgym/Extrusion-v1") for _ in range(4)])
+    vec_env = DummyVecEnv([lambda: gym.make("designgym/Extrusion-v2") for _ in range(4)])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
     budget = Budget(n_envs=4, n_actions=8, timesteps=512, eval_every=128)
     for _ in range(12):
         trial = study.ask()
         settings = search_space(algo)(trial, budget)
         check_keys(settings, ALGORITHMS[algo], "space")
-        model = make_model(TrainConfig(env="designgym/Extrusion-v1", algo=algo, seed=0, device="cpu"), vec_env,
+        model = make_model(TrainConfig(env="designgym/Extrusion-v2", algo=algo, seed=0, device="cpu"), vec_env,
                            settings, tensorboard_log=None)
         if algo in ("ppo", "a2c"):
             # One rollout fits in an evaluation interval, so every interval sees an update.
@@ -85,7 +85,7 @@ def test_a_search_space_named_by_the_user_is_used(tmp_path):
 
 def test_study_prunes_resumes_and_exports_hyperparameters_that_train(tmp_path):
     out = tmp_path / "study"
-    args = ["tune", *SMALL, "--pruner", "halving", "--sampler-seed", "1", "--out", str(out)]
+    args = ["tune", *SMALL, "--pruner", "halving", "--sampler-seed", "2", "--out", str(out)]
     first = designgym(*args, "--n-trials", "5")
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
@@ -136,9 +136,9 @@ def test_study_prunes_resumes_and_exports_hyperparameters_that_train(tmp_path):
 
     # The exported file trains, unchanged, with the best trial's settings.
     best = json.loads(second.stdout)["best"]
-    exported = yaml.safe_load((out / "best_hyperparams.yml").read_text())["designgym/Extrusion-v1"]
+    exported = yaml.safe_load((out / "best_hyperparams.yml").read_text())["designgym/Extrusion-v2"]
     assert exported["learning_rate"] == pytest.approx(best["hyperparams"]["learning_rate"])
-    trained = designgym("train", "--env", "Extrusion-v1", "--hyperparams", str(out / "best_hyperparams.yml"),
+    trained = designgym("train", "--env", "Extrusion-v2", "--hyperparams", str(out / "best_hyperparams.yml"),
                         "--timesteps", "256", "--eval-freq", "0", "--eval-episodes", "2", "--out", str(tmp_path),
                         "--run-name", "from-study", "--no-progress", "--device", "cpu")
     assert trained.returncode == 0, trained.stderr
@@ -163,7 +163,7 @@ def test_a_seeded_study_is_reproducible_and_journal_storage_works(tmp_path):
         assert result.returncode == 0, result.stderr
         runs.append(result)
     study_b = optuna.load_study(
-        study_name="Extrusion-v1_ppo",
+        study_name="Extrusion-v2_ppo",
         storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "b.log"))),
     )
     a, b = load(tmp_path / "a").trials, study_b.trials
@@ -226,7 +226,7 @@ def test_joining_a_study_of_another_task_is_refused(one_trial_study, tmp_path):
     shutil.copytree(one_trial_study, out)
     before = (out / "study.db").read_bytes()
     other = designgym("tune", *SMALL, "--n-trials", "1", "--out", str(out), "--study-name", "s", "--algo", "a2c")
-    assert other.returncode == 2 and "tunes ppo on designgym/Extrusion-v1, not a2c" in other.stderr
+    assert other.returncode == 2 and "tunes ppo on designgym/Extrusion-v2, not a2c" in other.stderr
     changed = designgym("tune", *SMALL[:2], "--timesteps-per-trial", "1024", *SMALL[4:], "--n-trials", "1",
                         "--out", str(out), "--study-name", "s")
     assert changed.returncode == 2 and "timesteps_per_trial=512" in changed.stderr

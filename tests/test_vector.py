@@ -32,12 +32,17 @@ def assert_same(a, b, where: str) -> None:
                                    rtol=1e-5, atol=1e-6, err_msg=where)
 
 
+def judged(env: LatentDesignEnv) -> np.ndarray:
+    """The env's latest judged design (a direct-mode env's auto-reset judges none: its episode's)."""
+    return env.design if env.design is not None else env.final_design
+
+
 CASES = [
-    ("designgym/Cantilever-v0", {}, 2),  # the designs' factorisations shared with a helper process
-    ("designgym/AMBracket-v0", {"observation_layout": "dict"}, 1),
+    ("designgym/Cantilever-v1", {}, 2),  # the designs' factorisations shared with a helper process
+    ("designgym/AMBracket-v1", {"observation_layout": "dict"}, 1),
     ("designgym/ExtrusionSteps-v1", {"episode_length": 3}, 1),  # episodes end mid-run: auto-reset
-    ("designgym/Extrusion-v1", {"initial_latent": "random"}, 1),
-    ("designgym/Cantilever-v0", {"repair": True}, 1),  # 0/1 designs: any difference is a whole cell
+    ("designgym/Extrusion-v2", {"initial_latent": "random"}, 1),
+    ("designgym/Cantilever-v1", {"repair": True}, 1),  # 0/1 designs: any difference is a whole cell
 ]
 
 
@@ -61,7 +66,7 @@ def test_batched_steps_equal_independent_envs(env_id, kwargs, processes):
         np.testing.assert_array_equal(done_b, done_s)
         for i in range(n):
             assert_same(info_b[i], info_s[i], f"info {i} at step {t}")
-            assert np.abs(batched.envs[i].design - single.envs[i].unwrapped.design).max() < 1e-5
+            assert np.abs(judged(batched.envs[i]) - judged(single.envs[i].unwrapped)).max() < 1e-5
         ends += int(done_b.sum())
     assert ends > 0  # every case crosses at least one auto-reset
     batched.close()
@@ -69,18 +74,18 @@ def test_batched_steps_equal_independent_envs(env_id, kwargs, processes):
 
 
 @pytest.mark.parametrize(
-    ("env_id", "env_kwargs", "expected"),
+    ("env_id", "env_kwargs", "at_reset", "after_step"),
     [
-        # Unconditional generator, no repair: the auto-reset back to the zero latent is served from
-        # each env's cache.
-        ("designgym/MBB-v1", {"repair": False}, [6, 6]),
-        # A repaired design depends on the conditions, and so does a conditional generator's: the
-        # auto-reset draws new conditions, so the zero latent decodes anew, still as one call for all six.
-        ("designgym/MBB-v1", {}, [6, 6, 6]),
-        ("designgym/Cantilever-v0", {}, [6, 6, 6]),
+        # Direct mode: a reset decodes and judges nothing, a step decodes all six designs in one call.
+        ("designgym/MBB-v2", {"repair": False}, [], [6]),
+        ("designgym/MBB-v2", {}, [], [6]),
+        ("designgym/Cantilever-v1", {}, [], [6]),
+        # Delta mode judges the start designs: one call at the reset, one for the step, one for the
+        # auto-reset's new random starts.
+        ("designgym/ExtrusionSteps-v1", {"episode_length": 1}, [6], [6, 6, 6]),
     ],
 )
-def test_one_generator_call_per_step_for_all_envs(env_id, env_kwargs, expected):
+def test_one_generator_call_per_step_for_all_envs(env_id, env_kwargs, at_reset, after_step):
     vec = make_batched_vec_env(env_id, n_envs=6, seed=0, env_kwargs=env_kwargs)
     generator = vec.envs[0].generator
     assert all(env.generator is generator and env.problem is vec.envs[0].problem for env in vec.envs)
@@ -88,15 +93,15 @@ def test_one_generator_call_per_step_for_all_envs(env_id, env_kwargs, expected):
     original = generator.decode_numpy
     generator.decode_numpy = lambda z, *conditions: calls.append(len(z)) or original(z, *conditions)
     vec.reset()
-    assert calls == [6]  # the six zero-latent starts, decoded together once
+    assert calls == at_reset
     dim = vec.action_space.shape[0]
     _, _, dones, _ = vec.step(np.random.default_rng(1).uniform(-1, 1, (6, dim)).astype(np.float32))
     assert dones.all()  # one-step episodes: every env auto-resets
-    assert calls == expected
+    assert calls == after_step
 
 
 def test_reset_takes_seeds_and_options_like_dummy_vec_env():
-    vec = make_batched_vec_env("designgym/Cantilever-v0", n_envs=2)
+    vec = make_batched_vec_env("designgym/Cantilever-v1", n_envs=2)
     vec.seed(3)
     vec.set_options({"conditions": {"volfrac": 0.45}})
     vec.reset()
@@ -110,7 +115,7 @@ def test_reset_takes_seeds_and_options_like_dummy_vec_env():
 
 
 def test_sb3_trains_on_it_with_vec_monitor():
-    vec = VecMonitor(make_batched_vec_env("designgym/Extrusion-v1", n_envs=4, seed=0))
+    vec = VecMonitor(make_batched_vec_env("designgym/Extrusion-v2", n_envs=4, seed=0))
     model = PPO("MlpPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=128)
     assert model.num_timesteps == 128
@@ -118,7 +123,7 @@ def test_sb3_trains_on_it_with_vec_monitor():
 
 
 def test_attributes_methods_and_images():
-    vec = make_batched_vec_env("designgym/Extrusion-v1", n_envs=2, seed=0, env_kwargs={"render_mode": "rgb_array"})
+    vec = make_batched_vec_env("designgym/Extrusion-v2", n_envs=2, seed=0, env_kwargs={"render_mode": "rgb_array"})
     vec.reset()
     assert vec.get_attr("action_mode") == ["direct", "direct"]
     vec.set_attr("feature_clip", 50.0, indices=[1])
@@ -130,7 +135,7 @@ def test_attributes_methods_and_images():
 
 
 def test_bad_envs_are_refused_with_the_fix():
-    env = gym.make("designgym/Extrusion-v1")
+    env = gym.make("designgym/Extrusion-v2")
     with pytest.raises(TypeError, match="pass env.unwrapped"):
         BatchedDesignVecEnv([env])
     with pytest.raises(ValueError, match="the same env object is given twice"):
@@ -147,11 +152,11 @@ def test_bad_envs_are_refused_with_the_fix():
         BatchedDesignVecEnv([custom])
     other = gym.make("designgym/ExtrusionSteps-v1").unwrapped
     with pytest.raises(ValueError, match="same observation and action spaces"):
-        BatchedDesignVecEnv([env.unwrapped, gym.make("designgym/Cantilever-v0").unwrapped])
+        BatchedDesignVecEnv([env.unwrapped, gym.make("designgym/Cantilever-v1").unwrapped])
     with pytest.raises(ValueError, match="n_envs must be >= 1"):
-        make_batched_vec_env("designgym/Extrusion-v1", n_envs=0)
+        make_batched_vec_env("designgym/Extrusion-v2", n_envs=0)
     with pytest.raises(ValueError, match="processes must be >= 1"):
-        make_batched_vec_env("designgym/Extrusion-v1", n_envs=2, processes=0)
+        make_batched_vec_env("designgym/Extrusion-v2", n_envs=2, processes=0)
     # A direct-mode and a delta-mode env with their own generators and problems: two groups each.
     vec = BatchedDesignVecEnv([env.unwrapped, other])
     vec.reset()

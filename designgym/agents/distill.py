@@ -15,7 +15,7 @@ observation (the conditions, and in delta mode the current latent) to an action;
 3. **Distill.** The policy is fitted to the best actions by regression (mean squared error,
    ``gradient_steps`` Adam steps per round on the buffer of cases).
 
-Why this shape (measured on Extrusion-v1, MBB-v1 and Cantilever-v0, see benchmarks/RESULTS.md):
+Why this shape (measured on Extrusion-v2, MBB-v2 and Cantilever-v1, see benchmarks/RESULTS.md):
 the best legal designs of a search lie on the edge of the legal region (perturbing them by 0.01
 in action units leaves 48 % of the extrusions and 88 % of the MBB beams legal), so a policy must
 land close to its targets, and its targets must be a smooth function of the conditions. A search

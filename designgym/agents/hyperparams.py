@@ -7,7 +7,7 @@ not name::
     default:
       n_steps: 64
       learning_rate: lin_3e-4
-    designgym/Cantilever-v0:
+    designgym/Cantilever-v1:
       n_envs: 8
       n_timesteps: !!float 5e4
       policy_kwargs: "dict(net_arch=[128, 128], activation_fn=nn.ReLU)"

@@ -189,12 +189,14 @@ def reference_case(env: Any, case: Mapping[str, Any], index: int, method: str) -
     conditions = env.problem.check_conditions(case["conditions"])
     _, info = env.reset(options=_reset_options(case))
     name = env.problem.objective.name
-    start = _objective(env, info["objectives"])
+    start_evaluation = env.start_evaluation()
+    start = _objective(env, start_evaluation.objectives)
     row: dict[str, Any] = {"case": index, "conditions": plain(conditions)}
     if "latent" in case:
         row["latent"] = plain(np.asarray(case["latent"], dtype=np.float32))
     trivial = env.problem.trivial_objective(conditions)
-    row.update(anchor=start if trivial is None else float(trivial), start=start, start_feasible=bool(info["feasible"]))
+    row.update(anchor=start if trivial is None else float(trivial), start=start,
+               start_feasible=bool(start_evaluation.feasible))
     if method == "optimize":
         raw = np.asarray(env.problem.optimize(conditions))
         design = env.finish_design(raw.astype(np.float32), conditions)
@@ -362,12 +364,12 @@ def score_policy(
         for i, case in enumerate(tqdm(cases, desc=f"scoring on {env_id}", unit="case", disable=not progress)):
             started = time.perf_counter()
             obs, info = env.reset(options=_reset_options(case))
-            start_objective = _objective(base, info["objectives"])
             done = False
             while not done:
                 obs, _, terminated, truncated, info = env.step(act(obs))
                 done = terminated or truncated
             seconds.append(time.perf_counter() - started)
+            start_objective = _objective(base, base.start_evaluation().objectives)  # for the anchors' check
             rows.append({"case": i, "conditions": plain(info["conditions"]),
                          "feasible": bool(info["feasible"]), "score": _objective(base, info["objectives"]),
                          "start": start_objective, "objectives": dict(info["objectives"]),

@@ -85,7 +85,7 @@ class TrainConfig:
     """Options of one training run (the ``designgym train`` flags).
 
     Attributes:
-        env: registered env id (``designgym/Extrusion-v1``; the namespace may be left out).
+        env: registered env id (``designgym/Extrusion-v2``; the namespace may be left out).
         algo: one of :data:`~designgym.agents.algorithms.ALGORITHMS`.
         timesteps: environment steps to train for (default: the hyperparameters' ``n_timesteps``).
         seed: seeds the agent, the envs and the evaluation conditions.
@@ -111,7 +111,7 @@ class TrainConfig:
             processes share: each extra thread then waits for a core.
     """
 
-    env: str = "designgym/Extrusion-v1"
+    env: str = "designgym/Extrusion-v2"
     algo: str = "ppo"
     timesteps: int | None = None
     seed: int = 0

@@ -105,7 +105,7 @@ class TuneConfig:
         progress: show a progress bar over trials.
     """
 
-    env: str = "designgym/Extrusion-v1"
+    env: str = "designgym/Extrusion-v2"
     algo: str = "ppo"
     n_trials: int | None = 10
     max_total_trials: int | None = None

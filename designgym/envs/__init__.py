@@ -43,6 +43,12 @@ __all__ = [
 ]
 
 
+#: What the direct-mode envs' newest versions changed (the designs are the same).
+ONE_EVALUATION = ("rewards a one-step design by its own objective and penalties instead of by its gain over the "
+                  "zero-latent start design, and its first observation carries no start-design features, so an "
+                  "episode costs one decode and one evaluation")
+
+
 def _register_builtin() -> None:
     register_problem("extrusion", Extrusion)
     register_problem("cantilever", Cantilever)
@@ -54,7 +60,7 @@ def _register_builtin() -> None:
     # (v0 judged the raw decoding, whose best sections lay on the edge of the legal region: a latent
     # 0.01 away broke a rule half of the time, so no one-shot designer could keep to them).
     register_design_env(
-        "designgym/Extrusion-v1",
+        "designgym/Extrusion-v2",
         problem="extrusion",
         generator="extrusion-vae-32",
         description="Stiffest extrudable profile section for its material; one-shot latent choice, repaired.",
@@ -73,15 +79,16 @@ def _register_builtin() -> None:
         initial_latent="random",
         repair=True,
     )
-    for name in ("Extrusion", "ExtrusionSteps"):
-        retire_env(f"designgym/{name}-v0", f"designgym/{name}-v1",
-                   "v1 repairs every decoded section to the target area, in one piece, with walls of at least "
-                   "2 cells, so the designs, rewards and observations differ")
+    repaired = ("repairs every decoded section to the target area, in one piece, with walls of at least 2 cells, "
+                "so the designs, rewards and observations differ")
+    retire_env("designgym/Extrusion-v0", "designgym/Extrusion-v2", f"v1 {repaired}; v2 {ONE_EVALUATION}")
+    retire_env("designgym/Extrusion-v1", "designgym/Extrusion-v2", f"v2 {ONE_EVALUATION}")
+    retire_env("designgym/ExtrusionSteps-v0", "designgym/ExtrusionSteps-v1", f"v1 {repaired}")
     # The cantilever envs decode with the load case and keep the densest cells at the volume budget
     # that are joined to the clamp (repair): volume and floating material are met by construction,
     # and the agent's whole task is stiffness (and, for the bracket, printability).
     register_design_env(
-        "designgym/Cantilever-v0",
+        "designgym/Cantilever-v1",
         problem="cantilever",
         generator="cantilever-cvae",
         description="Stiffest cantilever for its volume and load case; material joined to the clamp.",
@@ -90,7 +97,7 @@ def _register_builtin() -> None:
         repair=True,
     )
     register_design_env(
-        "designgym/AMBracket-v0",
+        "designgym/AMBracket-v1",
         problem="am_bracket",
         generator="cantilever-cvae",
         description="Cantilever bracket printable without supports (45-degree overhang, 3-element members).",
@@ -99,7 +106,7 @@ def _register_builtin() -> None:
         repair=True,
     )
     register_design_env(
-        "designgym/FloorPlan-v0",
+        "designgym/FloorPlan-v1",
         problem="floor_plan",
         generator="floorplan-cvae",
         description="House plan for a brief: rooms, areas, doors from the entrance, daylight, adjacencies.",
@@ -107,7 +114,7 @@ def _register_builtin() -> None:
         action_mode="direct",
     )
     register_design_env(
-        "designgym/Massing-v0",
+        "designgym/Massing-v1",
         problem="massing",
         generator="massing-cvae",
         description="Building mass on a parcel under setbacks, height and sky plane, at its floor area; sun vs shadow.",
@@ -117,7 +124,7 @@ def _register_builtin() -> None:
     # v1: repaired like the cantilever (v0 judged raw decodings, and loose specks made one in five
     # of a one-shot designer's beams illegal).
     register_design_env(
-        "designgym/MBB-v1",
+        "designgym/MBB-v2",
         problem="mbb",
         generator="mbb-vae",
         description="Stiffest MBB half-beam for its volume and load position; material joined to the supports.",
@@ -125,9 +132,12 @@ def _register_builtin() -> None:
         action_mode="direct",
         repair=True,
     )
-    retire_env("designgym/MBB-v0", "designgym/MBB-v1",
+    retire_env("designgym/MBB-v0", "designgym/MBB-v2",
                "v1 keeps the densest cells at the volume budget that are joined to the supports, so the designs, "
-               "rewards and observations differ")
+               f"rewards and observations differ; v2 {ONE_EVALUATION}")
+    retire_env("designgym/MBB-v1", "designgym/MBB-v2", f"v2 {ONE_EVALUATION}")
+    for name in ("Cantilever", "AMBracket", "FloorPlan", "Massing"):
+        retire_env(f"designgym/{name}-v0", f"designgym/{name}-v1", f"v1 {ONE_EVALUATION}")
 
 
 _register_builtin()

@@ -44,19 +44,26 @@ class LatentDesignEnv(gym.Env):
       ``[0, feature_clip]``;
     - ``time_left`` (1): fraction of the episode's steps still to take, in [0, 1].
 
+    In direct mode the observation a reset returns has no design yet: its ``objective`` and
+    ``violations`` are 0 (the reset decodes and judges nothing, so an episode costs one decode and
+    one evaluation; :meth:`start_evaluation` judges the start design on demand).
+
     With ``observation_layout="dict"`` the same parts as a ``Dict`` space under those keys.
 
     ## Rewards
-    ``reward = objective_improvement - sum_i weight_i * violation_i`` where
-    ``objective_improvement`` is the change of the reward objective (in units of
-    ``objective_scale``) from the previous design to the new one; the first "previous" design is
-    the one decoded from the starting latent. Each part is in ``info["reward_parts"]``
-    (``"objective_improvement"`` and ``"penalty/<constraint>"``, penalties negative) and the parts
-    add up to the reward. ``info`` also holds ``"objectives"``, ``"violations"``, ``"feasible"``,
-    ``"conditions"``, ``"latent"`` (the current latent over ``latent_bound``, in action units)
-    and ``"cost"``: the sum of the design's violations, ``0.0`` exactly when every rule holds,
-    for constrained-RL methods that take the constraint as a separate signal (as Safety-Gymnasium's
-    envs give it) instead of as a penalty inside the reward.
+    Direct: ``reward = objective - sum_i weight_i * violation_i``, the design's worth
+    (:meth:`design_score`): its reward objective in units of ``objective_scale`` minus the weighted
+    violations. Delta: ``reward = objective_improvement - sum_i weight_i * violation_i`` where
+    ``objective_improvement`` is the change of the reward objective from the previous design to
+    the new one; the first "previous" design is the one decoded from the starting latent. Each
+    part is in ``info["reward_parts"]`` (``"objective"`` or ``"objective_improvement"``, and
+    ``"penalty/<constraint>"``, penalties negative) and the parts add up to the reward. A step's
+    ``info`` also holds ``"objectives"``, ``"violations"``, ``"feasible"``, ``"conditions"``,
+    ``"latent"`` (the current latent over ``latent_bound``, in action units) and ``"cost"``: the
+    sum of the design's violations, ``0.0`` exactly when every rule holds, for constrained-RL
+    methods that take the constraint as a separate signal (as Safety-Gymnasium's envs give it)
+    instead of as a penalty inside the reward. A reset's ``info`` holds ``"conditions"`` and
+    ``"latent"``, and in delta mode the start design's judgement as well.
 
     ## Starting State
     Conditions are drawn from the conditions space with the env's seeded generator, or fixed by
@@ -178,6 +185,9 @@ class LatentDesignEnv(gym.Env):
         self._t = 0
         self._done = True
         self._decoded: dict[tuple[int, bytes], np.ndarray] = {}
+        self._vector_of: tuple[Conditions, np.ndarray] | None = None
+        # The episode's start latent, and its design's judgement once made.
+        self._start: tuple[np.ndarray, Evaluation | None] | None = None
         #: The design and conditions of the last finished episode (``None`` before one ends).
         self.final_design: np.ndarray | None = None
         self.final_conditions: Conditions | None = None
@@ -189,8 +199,26 @@ class LatentDesignEnv(gym.Env):
     ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         self._begin_reset(options)
-        self._decode_and_evaluate()
+        if self.judges_start:
+            self._decode_and_evaluate()
         return self._end_reset()
+
+    @property
+    def judges_start(self) -> bool:
+        """Whether a reset decodes and judges the start design: in delta mode, whose first reward
+        is measured from it; not in direct mode, whose one step is judged on its own."""
+        return self.action_mode == "delta"
+
+    def start_evaluation(self) -> Evaluation:
+        """The judgement of the episode's start design (the latent and conditions of the last
+        reset). Delta mode judged it at the reset; direct mode decodes and judges it now."""
+        if self._start is None:
+            raise RuntimeError("no episode has started: call reset() first")
+        latent, evaluation = self._start
+        if evaluation is None:
+            evaluation = self.problem.evaluate(self.start_design(), self.conditions)
+            self._start = (latent, evaluation)
+        return evaluation
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         self._begin_step(action)
@@ -205,9 +233,20 @@ class LatentDesignEnv(gym.Env):
         if self.render_mode is None:
             gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
             return None
-        if self.design is None:
+        if self._start is None:
             raise RuntimeError("nothing to render yet: call reset() first")
-        return self.problem.render(self.design, self.conditions)
+        design = self.design if self.design is not None else self.start_design()
+        return self.problem.render(design, self.conditions)
+
+    def start_design(self) -> np.ndarray:
+        """The episode's start design (decoded now in direct mode, whose reset leaves it out)."""
+        assert self._start is not None
+        latent = self._start[0]
+        design = self._cached_design(latent)
+        if design is None:
+            design = self._decode_one(latent)
+            self._remember_design(design, latent)
+        return design
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -255,9 +294,11 @@ class LatentDesignEnv(gym.Env):
             self.latent = np.zeros(self.generator.latent_dim, dtype=np.float32)
         self._t = 0
         self._done = False
+        self.design, self.evaluation = None, None
 
     def _end_reset(self) -> tuple[Any, dict[str, Any]]:
-        self._score = self._score_of(self.evaluation)
+        self._start = (self.latent.copy(), self.evaluation)
+        self._score = self._score_of(self.evaluation) if self.judges_start else 0.0
         return self._observation(), self._info(reward_parts=None)
 
     def _begin_step(self, action: Any) -> None:
@@ -273,7 +314,10 @@ class LatentDesignEnv(gym.Env):
 
     def _end_step(self) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         score = self._score_of(self.evaluation)
-        parts = {"objective_improvement": score - self._score}
+        if self.judges_start:
+            parts = {"objective_improvement": score - self._score}
+        else:
+            parts = {"objective": score}
         for name in self.problem.violation_names:
             parts[f"penalty/{name}"] = -self.violation_weights[name] * self.evaluation.violations[name]
         self._score = score
@@ -287,15 +331,19 @@ class LatentDesignEnv(gym.Env):
     def _decode_and_evaluate(self) -> None:
         design = self._cached_design()
         if design is None:
-            condition = self.generator_conditions()
-            if condition is None:
-                design = self.generator.decode_numpy(self.latent[None, :])[0]
-            else:
-                design = self.generator.decode_numpy(self.latent[None, :], condition[None, :])[0]
-            design = self.finish_design(design)
+            design = self._decode_one(self.latent)
             self._remember_design(design)
         self.design = design
         self.evaluation = self.problem.evaluate(design, self.conditions)
+
+    def _decode_one(self, latent: np.ndarray) -> np.ndarray:
+        """The finished design of ``latent`` under the episode's conditions."""
+        condition = self.generator_conditions()
+        if condition is None:
+            design = self.generator.decode_numpy(latent[None, :])[0]
+        else:
+            design = self.generator.decode_numpy(latent[None, :], condition[None, :])[0]
+        return self.finish_design(design)
 
     def generator_conditions(self, conditions: Mapping[str, Any] | None = None) -> np.ndarray | None:
         """What a conditional generator decodes with: the conditions vector of the episode (or of
@@ -315,29 +363,39 @@ class LatentDesignEnv(gym.Env):
         return self.problem.repair(decoded, self.conditions if conditions is None else conditions)
 
     # Decoding is deterministic, so the designs of the two latest latents are kept and reused when
-    # a latent repeats (every episode of a direct-mode env starts from the zero latent). A
+    # a latent repeats (every episode of a delta-mode env with zero starts begins there). A
     # conditional generator's design also depends on the conditions, and so does a repaired one:
     # then the conditions join the key.
 
-    def _design_key(self) -> tuple[int, bytes, bytes]:
+    def _design_key(self, latent: np.ndarray | None = None) -> tuple[int, bytes, bytes]:
         if self.repair:
-            condition = self.problem.conditions_vector(self.conditions)
+            condition = self._conditions_vector()
         else:
             condition = self.generator_conditions()
-        return id(self.generator), self.latent.tobytes(), b"" if condition is None else condition.tobytes()
+        latent = self.latent if latent is None else latent
+        return id(self.generator), latent.tobytes(), b"" if condition is None else condition.tobytes()
 
-    def _cached_design(self) -> np.ndarray | None:
-        """A copy of the design of the current latent if it is among the two kept, else ``None``."""
-        key = self._design_key()
+    def _cached_design(self, latent: np.ndarray | None = None) -> np.ndarray | None:
+        """A copy of the design of the current latent (or ``latent``) if it is among the two kept,
+        else ``None``."""
+        key = self._design_key(latent)
         if key not in self._decoded:
             return None
         self._decoded[key] = self._decoded.pop(key)  # now the most recent
         return self._decoded[key].copy()
 
-    def _remember_design(self, design: np.ndarray) -> None:
-        self._decoded[self._design_key()] = design.copy()
+    def _remember_design(self, design: np.ndarray, latent: np.ndarray | None = None) -> None:
+        self._decoded[self._design_key(latent)] = design.copy()
         while len(self._decoded) > 2:
             self._decoded.pop(next(iter(self._decoded)))
+
+    def _conditions_vector(self) -> np.ndarray:
+        """The episode's conditions vector, computed once per conditions dict (read-only)."""
+        if self._vector_of is None or self._vector_of[0] is not self.conditions:
+            vector = self.problem.conditions_vector(self.conditions)
+            vector.flags.writeable = False
+            self._vector_of = (self.conditions, vector)
+        return self._vector_of[1]
 
     def _check_generator_conditions(self) -> None:
         label = self.generator.name or type(self.generator).__name__
@@ -391,12 +449,14 @@ class LatentDesignEnv(gym.Env):
         }
 
     def _observation(self) -> Any:
-        assert self.evaluation is not None
         clip = self.feature_clip
-        violations = np.array([self.evaluation.violations[n] for n in self.problem.violation_names])
+        if self.evaluation is None:  # a direct-mode reset: no design judged yet
+            violations = np.zeros(len(self.problem.violation_names))
+        else:
+            violations = np.array([self.evaluation.violations[n] for n in self.problem.violation_names])
         values = {
             "latent": self.latent / self.latent_bound,
-            "conditions": self.problem.conditions_vector(self.conditions),
+            "conditions": self._conditions_vector(),
             "objective": np.array([np.clip(self._score, -clip, clip)]),
             "violations": np.clip(violations, 0.0, clip),
             "time_left": np.array([1.0 - self._t / self.episode_length]),
@@ -413,22 +473,17 @@ class LatentDesignEnv(gym.Env):
 
     def design_score(self, evaluation: Evaluation) -> float:
         """A design's worth as the reward counts it: the reward objective (in units of
-        ``objective_scale``) minus the weighted violations. A direct-mode step's reward is this
-        minus the start design's objective, a constant of the episode; searches that rank designs
-        by the env's own reward rank them by this."""
+        ``objective_scale``) minus the weighted violations. A direct-mode step's reward is this;
+        searches that rank designs by the env's own reward rank them by it."""
         penalty = sum(self.violation_weights[n] * evaluation.violations[n] for n in self.problem.violation_names)
         return float(self._score_of(evaluation) - penalty)
 
     def _info(self, reward_parts: dict[str, float] | None) -> dict[str, Any]:
-        assert self.evaluation is not None
-        info: dict[str, Any] = {
-            "objectives": dict(self.evaluation.objectives),
-            "violations": dict(self.evaluation.violations),
-            "feasible": self.evaluation.feasible,
-            "cost": self._cost(),
-            "conditions": dict(self.conditions),
-            "latent": self.latent / np.float32(self.latent_bound),
-        }
+        info: dict[str, Any] = {}
+        if self.evaluation is not None:
+            info.update(objectives=dict(self.evaluation.objectives), violations=dict(self.evaluation.violations),
+                        feasible=self.evaluation.feasible, cost=self._cost())
+        info.update(conditions=dict(self.conditions), latent=self.latent / np.float32(self.latent_bound))
         if reward_parts is not None:
             info["reward_parts"] = reward_parts
         return info

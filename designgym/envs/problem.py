@@ -183,6 +183,14 @@ class Problem(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} has no repair step")
 
+    def torch_judge(self, device: Any) -> Any | None:
+        """An object that repairs (``repair(designs, conditions)``) and judges
+        (``evaluate(designs, conditions)`` -> ``(objectives, violations)`` per design) batches of
+        designs held as torch tensors on ``device``, with the results of :meth:`repair` and
+        :meth:`evaluate`; ``None`` (the default) where the problem has none. A batched vector env
+        uses it to keep a step's work on the generator's device."""
+        return None
+
     @property
     def has_repair(self) -> bool:
         """Whether :meth:`repair` is defined for this problem."""
@@ -276,6 +284,10 @@ class Problem(abc.ABC):
     def conditions_vector(self, conditions: Mapping[str, Any], keys: Sequence[str] | None = None) -> np.ndarray:
         """Conditions scaled to ``[-1, 1]`` and flattened in the order of :attr:`conditions_space`
         (only those of ``keys``, in that same order, when given)."""
+        scalars = _scalar_bounds(self.conditions_space)
+        if scalars is not None and keys is None:  # the common case, in plain floats (the same numbers)
+            return np.array([2.0 * (float(conditions[key]) - low) / width - 1.0 for key, (low, _, width) in
+                             scalars.items()], dtype=np.float64).astype(np.float32)
         parts = []
         for key, space in self.conditions_space.spaces.items():
             if keys is not None and key not in keys:
@@ -294,7 +306,28 @@ class Problem(abc.ABC):
         return f"{type(self).__name__}(design_shape={self.design_space.shape})"
 
 
+def _scalar_bounds(space: spaces.Dict) -> dict[str, tuple[float, float, float]] | None:
+    """``(low, high, width)`` of each condition when all are scalar boxes, else ``None``."""
+    key = id(space)
+    if key not in _SCALAR_BOUNDS or _SCALAR_BOUNDS[key][0] is not space:
+        bounds: dict[str, tuple[float, float, float]] | None = {}
+        for name, sub in space.spaces.items():
+            if not isinstance(sub, spaces.Box) or sub.shape != ():
+                bounds = None
+                break
+            low, high = float(sub.low), float(sub.high)
+            bounds[name] = (low, high, high - low if high > low else 1.0)
+        _SCALAR_BOUNDS[key] = (space, bounds)
+    return _SCALAR_BOUNDS[key][1]
+
+
+_SCALAR_BOUNDS: dict[int, tuple[spaces.Dict, dict[str, tuple[float, float, float]] | None]] = {}
+
+
 def _check_condition_value(problem: str, key: str, space: spaces.Space, value: Any) -> Any:
+    if (isinstance(space, spaces.Box) and space.shape == () and type(value) is float
+            and math.isfinite(value) and float(space.low) <= value <= float(space.high)):
+        return value  # a plain float inside its range: what the general path below returns for it
     if isinstance(space, spaces.Discrete):
         allowed = f"an integer in [{space.start}, {space.start + space.n - 1}]"
         if isinstance(value, (bool, np.bool_)) or not float(np.asarray(value)).is_integer():

@@ -68,7 +68,7 @@ def make_problem(name: str | Problem, **kwargs: Any) -> Problem:
     """A new :class:`Problem` by problem name (``"extrusion"``) or by env id.
 
     For an env id the problem is built as that environment builds it, so
-    ``make_problem("designgym/Extrusion-v1")`` equals ``gymnasium.make(...).unwrapped.problem``.
+    ``make_problem("designgym/Extrusion-v2")`` equals ``gymnasium.make(...).unwrapped.problem``.
     """
     if isinstance(name, Problem):
         return name
@@ -133,7 +133,7 @@ def env_specs() -> list[DesignEnvSpec]:
 
 
 def resolve_env_id(env_id: str) -> str:
-    """The full registered id for ``env_id`` (``"Extrusion-v1"`` finds ``"designgym/Extrusion-v1"``).
+    """The full registered id for ``env_id`` (``"Extrusion-v2"`` finds ``"designgym/Extrusion-v2"``).
 
     Raises:
         UnknownNameError: (a ``KeyError``) with the closest registered ids, when there is no such env.

@@ -10,6 +10,13 @@ as :meth:`LatentDesignEnv.step`, but decodes all the new latents in one ``Genera
 with the same seeds, up to the generator's floating-point summation order in a batch (design
 values within about 1e-6; ``tests/test_vector.py``).
 
+With a *device judge* (``judge="torch"``, or ``"auto"`` with the generator on a GPU, for problems
+that have one: :meth:`Problem.torch_judge`) the whole middle phase is torch work on the
+generator's device: the decoded batch is repaired, checked against the rules and solved there
+(the structures: a batched block Cholesky factorisation), and only the designs and the numbers of
+their judgement come back, in one copy each. Its results equal the numpy path's (designs and
+violations exactly on the CPU, objectives to 1e-6 relative; ``tests/test_batched_structures.py``).
+
 Use :func:`make_batched_vec_env` to build one from an env id, or ``designgym train --vec-env
 batched``. It is a Stable-Baselines3 ``VecEnv``: wrap it in ``VecMonitor`` for episode statistics
 and in ``VecNormalize`` as usual. Gymnasium wrappers are not applied inside it.
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -41,9 +48,14 @@ class BatchedDesignVecEnv(VecEnv):
     Args:
         envs: unwrapped :class:`LatentDesignEnv` instances (``gymnasium.make(...).unwrapped``),
             each a separate object, all with the same observation and action spaces.
+        judge: ``"numpy"``: designs come back from the generator and each problem judges them with
+            :meth:`Problem.evaluate_batch` (the structures: CHOLMOD on the CPU); ``"torch"``: each
+            problem's :meth:`Problem.torch_judge` on the generator's device repairs and judges the
+            decoded batch where it lies (an error for a problem without one); ``"auto"``: torch
+            where the generator is on a GPU and the problem has a device judge, else numpy.
     """
 
-    def __init__(self, envs: Sequence[LatentDesignEnv]) -> None:
+    def __init__(self, envs: Sequence[LatentDesignEnv], judge: Literal["auto", "torch", "numpy"] = "auto") -> None:
         envs = list(envs)
         if not envs:
             raise ValueError("BatchedDesignVecEnv needs at least one env")
@@ -64,7 +76,23 @@ class BatchedDesignVecEnv(VecEnv):
         for env in envs[1:]:
             if env.observation_space != first.observation_space or env.action_space != first.action_space:
                 raise ValueError("all envs of a BatchedDesignVecEnv need the same observation and action spaces")
+        if judge not in ("auto", "torch", "numpy"):
+            raise ValueError(f"judge must be 'auto', 'torch' or 'numpy', got {judge!r}")
         self.envs = envs
+        # The device judge of each (problem, generator) pair that has one in use.
+        self._judges: dict[tuple[int, int], Any] = {}
+        if judge != "numpy":
+            for env in envs:
+                key = (id(env.problem), id(env.generator))
+                if key in self._judges or (judge == "auto" and env.generator.device.type != "cuda"):
+                    continue
+                device_judge = env.problem.torch_judge(env.generator.device)
+                if device_judge is None and judge == "torch":
+                    raise ValueError(f"problem {env.problem.name} has no torch judge (Problem.torch_judge); "
+                                     "use judge='numpy'")
+                if device_judge is not None:
+                    self._judges[key] = device_judge
+        self.judge = "torch" if self._judges else "numpy"
         super().__init__(len(envs), first.observation_space, first.action_space)
         self.keys, shapes, dtypes = obs_space_info(self.observation_space)
         self._buf_obs = {k: np.zeros((self.num_envs, *shapes[k]), dtype=dtypes[k]) for k in self.keys}
@@ -77,7 +105,7 @@ class BatchedDesignVecEnv(VecEnv):
         for i, env in enumerate(self.envs):
             gym.Env.reset(env, seed=self._seeds[i])  # seeds env.np_random as LatentDesignEnv.reset does
             env._begin_reset(self._options[i] or None)
-        self._decode_and_evaluate(range(self.num_envs))
+        self._decode_and_evaluate(i for i, env in enumerate(self.envs) if env.judges_start)
         for i, env in enumerate(self.envs):
             obs, self.reset_infos[i] = env._end_reset()
             self._save_obs(i, obs)
@@ -115,7 +143,7 @@ class BatchedDesignVecEnv(VecEnv):
         if ended:
             for i in ended:
                 self.envs[i]._begin_reset(None)
-            self._decode_and_evaluate(ended)
+            self._decode_and_evaluate(i for i in ended if self.envs[i].judges_start)
             for i in ended:
                 obs, self.reset_infos[i] = self.envs[i]._end_reset()
                 self._save_obs(i, obs)
@@ -170,6 +198,15 @@ class BatchedDesignVecEnv(VecEnv):
     def _decode_and_evaluate(self, indices: Iterable[int]) -> None:
         """Give each env the design of its latent and its evaluation: one decode and one judging per group."""
         indices = list(indices)
+        on_device: dict[tuple[int, int], list[int]] = {}
+        for i in indices:
+            key = (id(self.envs[i].problem), id(self.envs[i].generator))
+            if key in self._judges:
+                on_device.setdefault(key, []).append(i)
+        for key, group in on_device.items():
+            self._decode_and_evaluate_on_device(self._judges[key], group)
+        if on_device:
+            indices = [i for i in indices if (id(self.envs[i].problem), id(self.envs[i].generator)) not in on_device]
         designs: dict[int, np.ndarray] = {}
         by_generator: dict[int, list[int]] = {}
         for i in indices:
@@ -200,6 +237,33 @@ class BatchedDesignVecEnv(VecEnv):
                 self.envs[i].design = designs[i]
                 self.envs[i].evaluation = evaluation
 
+    def _decode_and_evaluate_on_device(self, judge: Any, group: list[int]) -> None:
+        """The middle phase for envs that share a problem and a generator, as torch work on the
+        generator's device: decode, repair, rules and solve; the designs and numbers come back once."""
+        import torch
+
+        first = self.envs[group[0]]
+        generator, problem = first.generator, first.problem
+        latents = torch.as_tensor(np.stack([self.envs[i].latent for i in group]), device=generator.device)
+        if generator.conditions_dim:
+            conditions = np.stack([self.envs[i].generator_conditions() for i in group])
+            designs = generator.decode(latents, conditions)
+        else:
+            designs = generator.decode(latents)
+        if not bool(torch.isfinite(designs).all()):
+            raise ValueError(f"{problem.name}: the generator decoded designs with NaN or infinite values")
+        judged_conditions = [self.envs[i].conditions for i in group]
+        repaired = [self.envs[i].repair for i in group]
+        if all(repaired):
+            designs = judge.repair(designs, judged_conditions)
+        elif any(repaired):
+            raise ValueError("envs that share a problem and a generator must all repair or none")
+        results = judge.evaluate(designs, judged_conditions)
+        host = designs.to("cpu", torch.float32).numpy()
+        for i, design, result in zip(group, host, results, strict=True):
+            self.envs[i].design = design.copy()
+            self.envs[i].evaluation = problem._verdict(*result)
+
     def _save_obs(self, i: int, obs: Any) -> None:
         for key in self.keys:
             self._buf_obs[key][i] = obs if key is None else obs[key]
@@ -214,6 +278,8 @@ def make_batched_vec_env(
     seed: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     processes: int | None = None,
+    device: str | None = None,
+    judge: Literal["auto", "torch", "numpy"] = "auto",
 ) -> BatchedDesignVecEnv:
     """``n_envs`` copies of a registered design env that share one problem and one generator.
 
@@ -228,6 +294,10 @@ def make_batched_vec_env(
         processes: processes that share each step's evaluations, where the problem can split a
             batch (the structures: each process factorises its share of the designs). Default:
             the CPU cores this process may use. The results do not depend on it.
+        device: where the generator runs (``"cuda"``, ``"cpu"``; default: the env's ``device``
+            argument, else CUDA when present). With ``"cuda"`` and ``judge="auto"``, problems with
+            a device judge are repaired, judged and solved on the GPU too.
+        judge: see :class:`BatchedDesignVecEnv`.
     """
     from designgym.envs.registration import resolve_env_id
 
@@ -239,13 +309,15 @@ def make_batched_vec_env(
         raise ValueError(f"processes must be >= 1, got {processes}")
     env_id = resolve_env_id(env_id)
     kwargs = dict(env_kwargs or {})
+    if device is not None:
+        kwargs["device"] = device
     first = gym.make(env_id, **kwargs).unwrapped
     if not isinstance(first, LatentDesignEnv):
         raise TypeError(f"{env_id} is not a LatentDesignEnv ({type(first).__name__}); use DummyVecEnv for it")
     first.problem.batch_processes = min(int(processes), n_envs)
     shared = {**kwargs, "problem": first.problem, "generator": first.generator}
     envs = [first] + [gym.make(env_id, **shared).unwrapped for _ in range(n_envs - 1)]
-    vec_env = BatchedDesignVecEnv(envs)
+    vec_env = BatchedDesignVecEnv(envs, judge=judge)
     if seed is not None:
         vec_env.seed(seed)
         for i, env in enumerate(envs):

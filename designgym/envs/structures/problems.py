@@ -177,6 +177,13 @@ class PointLoadStructure(Problem):
         }
         return objectives, violations
 
+    def torch_judge(self, device: Any) -> Any:
+        """The repair and the rules as batched torch work on ``device``, with the FE solve as a block
+        Cholesky factorisation (:class:`~designgym.envs.structures.batched.TorchStructureJudge`)."""
+        from designgym.envs.structures.batched import TorchStructureJudge
+
+        return TorchStructureJudge(self, device)
+
     def trivial_objective(self, conditions: Mapping[str, Any]) -> float:
         """0: the log stiffness gain of the uniform plate of the target volume, by definition."""
         return 0.0
@@ -356,6 +363,10 @@ class AMBracket(Cantilever):
         violations["overhang"] = overhang_fraction(solid, self.BUILD_DIRECTIONS[int(conditions["build_direction"])])
         violations["member_size"] = member_size_violation(solid, self.r_min, allowance=1)
         return objectives, violations
+
+    def torch_judge(self, device: Any) -> None:
+        """None: the printing rules have no batched torch version yet, so the bracket is judged on the CPU."""
+        return None
 
     def render(self, design: np.ndarray, conditions: Mapping[str, Any] | None = None) -> np.ndarray:
         """As :class:`Cantilever`, with the baseplate drawn as a dark green band outside the grid."""
