@@ -1,6 +1,7 @@
 """What one direct-mode episode costs, in units of one ``Problem.evaluate`` of a new design.
 
-Three things are timed in turns, round after round, in one process with one torch thread, each on
+Three things are timed in turns, round after round, in one process (one torch thread unless
+``--threads``), each on
 its own fresh conditions and random latents (nothing cached):
 
 - ``evaluate``: ``problem.evaluate(design, conditions)`` of a design decoded beforehand: the unit;
@@ -75,9 +76,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200, help="episodes (and evaluations) per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}; torch {torch.__version__}, 1 thread; "
+    torch.set_num_threads(args.threads)
+    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}; torch {torch.__version__}, "
+          f"{args.threads} thread(s); "
           f"{args.episodes} episodes x {args.rounds} rounds, medians")
     print("| env | evaluate (ms) | episode (ms) | episode / evaluate | episode + start (ms) | ratio | "
           "steps/s | steps/s with start judged | speed-up |")

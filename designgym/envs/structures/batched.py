@@ -114,25 +114,24 @@ class TorchFE:
 
     def _compliance(self, densities: torch.Tensor, forces: torch.Tensor) -> torch.Tensor:
         b, m, n = densities.shape[0], self.m, self.columns
-        entries = (self._gather @ self.moduli(densities).T).T  # [B, blocks' entries]
+        entries = (self._gather @ self.moduli(densities).T.contiguous()).T  # [B, blocks' entries]
         d = entries[:, : n * m * m].reshape(b, n, m, m) * self._keep_d + self._fixed_eye
         c = entries[:, n * m * m :].reshape(b, n - 1, m, m) * self._keep_c
         f = (forces * self._free).reshape(b, n, m)
         total = torch.zeros(b, dtype=torch.float64, device=self.device)
         failed = torch.zeros(b, dtype=torch.bool, device=self.device)
-        w = y = None
+        wy = None  # [W_i | y_i] = L_i^{-1} [C_i | rhs_i]: one triangular solve per column
         for i in range(n):
             s, rhs = d[:, i], f[:, i, :, None]
             if i:
-                wt = w.transpose(1, 2)
-                s = s - wt @ w
-                rhs = rhs - wt @ y
+                update = wy[:, :, :m].transpose(1, 2) @ wy  # W^T [W | y]: one product per column
+                s = s - update[:, :, :m]
+                rhs = rhs - update[:, :, m:]
             lower, info = torch.linalg.cholesky_ex(s)
             failed |= info != 0
-            y = torch.linalg.solve_triangular(lower, rhs, upper=False)
-            total += (y[:, :, 0] ** 2).sum(dim=1)
-            if i < n - 1:
-                w = torch.linalg.solve_triangular(lower, c[:, i], upper=False)
+            right = torch.cat([c[:, i], rhs], dim=2) if i < n - 1 else rhs
+            wy = torch.linalg.solve_triangular(lower, right, upper=False)
+            total += (wy[:, :, -1] ** 2).sum(dim=1)
         return torch.where(failed | ~torch.isfinite(total), torch.full_like(total, math.nan), total)
 
 
@@ -172,6 +171,13 @@ class TorchStructureJudge:
         self.device = torch.device(device)
         self.fe = TorchFE(problem.model, self.device)
         self.anchored = torch.as_tensor(problem._anchored_cells(), device=self.device)
+        self._loaded: dict[int, torch.Tensor] = {}  # the loaded cells of each load node, on the device
+
+    def loaded_cells(self, nodes: Sequence[int]) -> torch.Tensor:
+        """``[B, rows, cols]`` masks of the cells that share each loaded node, stacked on the device."""
+        for node in set(nodes) - set(self._loaded):
+            self._loaded[node] = torch.as_tensor(self.problem.loaded_cells(node), device=self.device)
+        return torch.stack([self._loaded[node] for node in nodes])
 
     def repair(self, densities: torch.Tensor, conditions: Sequence[Mapping[str, Any]]) -> torch.Tensor:
         """:meth:`PointLoadStructure.repair` of each density field, as ``float32`` 0/1 designs on the device."""
@@ -223,7 +229,7 @@ class TorchStructureJudge:
         held = joined(solid, self.anchored.expand(b, -1, -1))
         floating = torch.where(count > 0, (count - held.reshape(b, -1).sum(dim=1)).to(torch.float64)
                                / count.clamp(min=1), torch.ones_like(volume))
-        loaded = torch.stack([torch.as_tensor(problem.loaded_cells(node)) for node, _ in loads]).to(self.device)
+        loaded = self.loaded_cells([node for node, _ in loads])
         reaches = (held & loaded).reshape(b, -1).any(dim=1)
         load_path = torch.where(solved & reaches, torch.zeros_like(volume), torch.ones_like(volume))
         volfrac = torch.as_tensor([c["volfrac"] for c in conditions], dtype=torch.float64, device=self.device)
