@@ -149,6 +149,24 @@ def test_a_vector_env_judged_by_torch_equals_the_numpy_one(env_id, kwargs):
     on_numpy.close()
 
 
+def test_a_torch_judged_step_never_takes_the_numpy_path(monkeypatch):
+    """Decode, repair, rules and solve as tensor work: the numpy entry points are never called (on a
+    GPU these are the round trips to the host that the device judge avoids)."""
+    vec = make_batched_vec_env("Cantilever-v1", n_envs=4, seed=0, device="cpu", judge="torch")
+    problem, generator = vec.envs[0].problem, vec.envs[0].generator
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a numpy path was taken")
+
+    for name in ("evaluate", "evaluate_batch", "repair"):
+        monkeypatch.setattr(problem, name, refuse)
+    monkeypatch.setattr(generator, "decode_numpy", refuse)
+    monkeypatch.setattr(problem.model, "compliance_batch", refuse)
+    vec.reset()
+    _, rewards, dones, infos = vec.step(np.zeros((4, 8), np.float32))
+    assert dones.all() and np.isfinite(rewards).all() and all("objectives" in info for info in infos)
+
+
 def test_which_judge_a_vector_env_takes():
     assert make_batched_vec_env("Cantilever-v1", n_envs=2, device="cpu").judge == "numpy"  # auto on the CPU
     assert make_batched_vec_env("AMBracket-v1", n_envs=2, device="cpu").judge == "numpy"
