@@ -9,6 +9,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from designgym.envs.env_arguments import (
+    check_action,
+    check_choice,
+    check_generator_fits,
+    check_partial_conditions,
+    resolve_weights,
+)
 from designgym.envs.problem import Conditions, Evaluation, Problem
 from designgym.generators.base import Generator
 
@@ -128,18 +135,12 @@ class LatentDesignEnv(gym.Env):
 
         self.problem = make_named_problem(problem) if isinstance(problem, str) else problem
         self.generator = load(generator, device=device) if isinstance(generator, str) else generator
-        _check_choice("action_mode", action_mode, ("direct", "delta"))
-        _check_choice("initial_latent", initial_latent, ("zeros", "random"))
-        _check_choice("observation_layout", observation_layout, ("flat", "dict"))
+        check_choice("action_mode", action_mode, ("direct", "delta"))
+        check_choice("initial_latent", initial_latent, ("zeros", "random"))
+        check_choice("observation_layout", observation_layout, ("flat", "dict"))
         if render_mode is not None:
-            _check_choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
-        if tuple(self.generator.design_shape) != tuple(self.problem.design_space.shape):
-            raise ValueError(
-                f"generator {self.generator.name or type(self.generator).__name__} makes designs of shape "
-                f"{tuple(self.generator.design_shape)}, but problem {self.problem.name} expects "
-                f"{self.problem.design_space.shape}; pick a generator trained for this problem"
-            )
-        self._check_generator_conditions()
+            check_choice("render_mode", render_mode, tuple(self.metadata["render_modes"]))
+        check_generator_fits(self.problem, self.generator)
         self.repair = bool(repair)
         if self.repair and not self.problem.has_repair:
             raise ValueError(
@@ -160,9 +161,9 @@ class LatentDesignEnv(gym.Env):
         self.observation_layout = observation_layout
         self.objective_scale = float(objective_scale or self.problem.objective.scale)
         self.feature_clip = float(feature_clip)
-        self.violation_weights = self._resolve_weights(violation_weights)
+        self.violation_weights = resolve_weights(self.problem, violation_weights)
         self.fixed_conditions = dict(conditions) if conditions else {}
-        self._check_partial_conditions(self.fixed_conditions)
+        check_partial_conditions(self.problem, self.fixed_conditions)
         self.render_mode = render_mode
 
         d = self.generator.latent_dim
@@ -276,7 +277,7 @@ class LatentDesignEnv(gym.Env):
             raise ValueError(f"unknown reset option(s) {unknown}; the options are 'conditions' and 'latent'")
         given = {**self.fixed_conditions, **dict(options.get("conditions") or {})}
         if options.get("conditions"):  # the fixed conditions alone were checked in __init__
-            self._check_partial_conditions(given)
+            check_partial_conditions(self.problem, given)
         drawn = self.problem.sample_conditions(self.np_random)
         self.conditions = self.problem.check_conditions({**drawn, **given})
 
@@ -304,7 +305,7 @@ class LatentDesignEnv(gym.Env):
     def _begin_step(self, action: Any) -> None:
         if self._done:
             raise RuntimeError("the episode is over (or never started): call reset() before step()")
-        action = self._check_action(action)
+        action = check_action(action, self.action_space.shape)
         if self.action_mode == "direct":
             self.latent = (action * self.latent_bound).astype(np.float32)
         else:
@@ -397,42 +398,6 @@ class LatentDesignEnv(gym.Env):
             self._vector_of = (self.conditions, vector)
         return self._vector_of[1]
 
-    def _check_generator_conditions(self) -> None:
-        label = self.generator.name or type(self.generator).__name__
-        wanted = int(getattr(self.generator, "conditions_dim", 0))
-        if wanted == 0:
-            return
-        keys = tuple(getattr(self.generator, "condition_keys", ()) or ())
-        have = tuple(self.problem.conditions_space.spaces)
-        # Some of the problem's conditions, in the problem's order (the order of its vector).
-        in_order = tuple(k for k in have if k in keys) == keys
-        if keys and in_order:
-            needed = self.problem.conditions_vector(self.problem.default_conditions(), keys=keys).size
-        else:
-            needed = self.problem.conditions_dim
-        if (keys and not in_order) or wanted != needed:
-            raise ValueError(
-                f"generator {label} is conditioned on {wanted} condition values"
-                + (f" ({', '.join(keys)})" if keys else "")
-                + f", but problem {self.problem.name} has {self.problem.conditions_dim} ({', '.join(have)}); "
-                "pick a generator trained for this problem"
-            )
-
-    def _check_action(self, action: Any) -> np.ndarray:
-        try:
-            array = np.asarray(action, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"the action must be a number array of shape {self.action_space.shape}") from exc
-        if array.shape != self.action_space.shape:
-            raise ValueError(
-                f"the action must have shape {self.action_space.shape} (one entry per latent dimension), "
-                f"got {array.shape}"
-            )
-        if not np.all(np.isfinite(array)):
-            bad = np.flatnonzero(~np.isfinite(array)).tolist()
-            raise ValueError(f"the action holds NaN or infinite values at indices {bad}")
-        return np.clip(array, -1.0, 1.0)
-
     def _observation_parts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         d, c = self.generator.latent_dim, self.problem.conditions_dim
         k, clip = len(self.problem.violation_names), self.feature_clip
@@ -492,34 +457,3 @@ class LatentDesignEnv(gym.Env):
         # Violations within the problem's tolerance count as met, so the cost is 0.0 exactly when feasible.
         tolerance = self.problem.feasibility_tolerance
         return float(sum(v for v in self.evaluation.violations.values() if v > tolerance))
-
-    def _resolve_weights(self, weights: Mapping[str, float] | float | None) -> dict[str, float]:
-        names = self.problem.violation_names
-        defaults = dict(getattr(self.problem, "default_violation_weights", {}) or {})
-        if weights is None:
-            resolved = {n: float(defaults.get(n, 1.0)) for n in names}
-        elif isinstance(weights, (int, float)):
-            resolved = {n: float(weights) for n in names}
-        else:
-            unknown = sorted(set(weights) - set(names))
-            if unknown:
-                raise ValueError(
-                    f"violation_weights names unknown constraint(s) {unknown}; "
-                    f"problem {self.problem.name} has {list(names)}"
-                )
-            resolved = {n: float(weights.get(n, defaults.get(n, 1.0))) for n in names}
-        negative = [n for n, w in resolved.items() if not np.isfinite(w) or w < 0]
-        if negative:
-            raise ValueError(f"violation weights must be finite and >= 0; bad: {negative}")
-        return resolved
-
-    def _check_partial_conditions(self, conditions: Mapping[str, Any]) -> None:
-        if not isinstance(conditions, Mapping):
-            raise ValueError(f"conditions must be a dict, got {type(conditions).__name__}")
-        full = {**self.problem.default_conditions(), **conditions}
-        self.problem.check_conditions(full)
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")

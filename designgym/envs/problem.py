@@ -284,7 +284,7 @@ class Problem(abc.ABC):
     def conditions_vector(self, conditions: Mapping[str, Any], keys: Sequence[str] | None = None) -> np.ndarray:
         """Conditions scaled to ``[-1, 1]`` and flattened in the order of :attr:`conditions_space`
         (only those of ``keys``, in that same order, when given)."""
-        scalars = _scalar_bounds(self.conditions_space)
+        scalars = self._scalar_bounds()
         if scalars is not None and keys is None:  # the common case, in plain floats (the same numbers)
             return np.array([2.0 * (float(conditions[key]) - low) / width - 1.0 for key, (low, _, width) in
                              scalars.items()], dtype=np.float64).astype(np.float32)
@@ -302,26 +302,24 @@ class Problem(abc.ABC):
                 parts.append((2.0 * (np.asarray(value, dtype=np.float64) - low) / width - 1.0).ravel())
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
+    def _scalar_bounds(self) -> dict[str, tuple[float, float, float]] | None:
+        """``(low, high, width)`` of each condition when all are scalar boxes, else ``None``; kept
+        with the conditions space it was read from (a subclass may replace the space)."""
+        space = self.conditions_space
+        kept = self.__dict__.get("_scalar_bounds_of")
+        if kept is None or kept[0] is not space:
+            bounds: dict[str, tuple[float, float, float]] | None = {}
+            for name, sub in space.spaces.items():
+                if not isinstance(sub, spaces.Box) or sub.shape != ():
+                    bounds = None
+                    break
+                low, high = float(sub.low), float(sub.high)
+                bounds[name] = (low, high, high - low if high > low else 1.0)
+            kept = self.__dict__["_scalar_bounds_of"] = (space, bounds)
+        return kept[1]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(design_shape={self.design_space.shape})"
-
-
-def _scalar_bounds(space: spaces.Dict) -> dict[str, tuple[float, float, float]] | None:
-    """``(low, high, width)`` of each condition when all are scalar boxes, else ``None``."""
-    key = id(space)
-    if key not in _SCALAR_BOUNDS or _SCALAR_BOUNDS[key][0] is not space:
-        bounds: dict[str, tuple[float, float, float]] | None = {}
-        for name, sub in space.spaces.items():
-            if not isinstance(sub, spaces.Box) or sub.shape != ():
-                bounds = None
-                break
-            low, high = float(sub.low), float(sub.high)
-            bounds[name] = (low, high, high - low if high > low else 1.0)
-        _SCALAR_BOUNDS[key] = (space, bounds)
-    return _SCALAR_BOUNDS[key][1]
-
-
-_SCALAR_BOUNDS: dict[int, tuple[spaces.Dict, dict[str, tuple[float, float, float]] | None]] = {}
 
 
 def _check_condition_value(problem: str, key: str, space: spaces.Space, value: Any) -> Any:

@@ -197,16 +197,14 @@ class BatchedDesignVecEnv(VecEnv):
 
     def _decode_and_evaluate(self, indices: Iterable[int]) -> None:
         """Give each env the design of its latent and its evaluation: one decode and one judging per group."""
-        indices = list(indices)
         on_device: dict[tuple[int, int], list[int]] = {}
+        on_host: list[int] = []
         for i in indices:
             key = (id(self.envs[i].problem), id(self.envs[i].generator))
-            if key in self._judges:
-                on_device.setdefault(key, []).append(i)
+            (on_device.setdefault(key, []) if key in self._judges else on_host).append(i)
         for key, group in on_device.items():
             self._decode_and_evaluate_on_device(self._judges[key], group)
-        if on_device:
-            indices = [i for i in indices if (id(self.envs[i].problem), id(self.envs[i].generator)) not in on_device]
+        indices = on_host
         designs: dict[int, np.ndarray] = {}
         by_generator: dict[int, list[int]] = {}
         for i in indices:
