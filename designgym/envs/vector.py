@@ -20,6 +20,12 @@ violations exactly on the CPU, objectives to 1e-6 relative; ``tests/test_batched
 Use :func:`make_batched_vec_env` to build one from an env id, or ``designgym train --vec-env
 batched``. It is a Stable-Baselines3 ``VecEnv``: wrap it in ``VecMonitor`` for episode statistics
 and in ``VecNormalize`` as usual. Gymnasium wrappers are not applied inside it.
+
+Envs in worker processes (Gymnasium's ``AsyncVectorEnv``, ``gymnasium.make_vec(...,
+vectorization_mode="async")``, SB3's ``SubprocVecEnv``) work with any start method, fork included:
+a forked worker runs torch on one thread (:mod:`designgym.generators.fork_safety`;
+``tests/test_async_vector.py``); a generator on a GPU needs ``"spawn"`` or ``"forkserver"``, as
+CUDA cannot start again in a forked child.
 """
 
 from __future__ import annotations
