@@ -4,10 +4,12 @@ One YAML file per algorithm (``designgym/agents/hyperparams/ppo.yml`` ships with
 user's file has the same layout), keyed by env id with a ``default`` entry for the envs it does
 not name::
 
-    default:
+    default: &default
+      policy: MlpPolicy
       n_steps: 64
       learning_rate: lin_3e-4
     designgym/Cantilever-v1:
+      <<: *default
       n_envs: 8
       n_timesteps: !!float 5e4
       policy_kwargs: "dict(net_arch=[128, 128], activation_fn=nn.ReLU)"
@@ -17,6 +19,13 @@ Keys, as in the Zoo: ``n_envs``, ``n_timesteps``, ``policy``, ``policy_kwargs`` 
 ``dict(...)`` string), ``normalize`` (``true`` or a mapping of ``VecNormalize`` arguments),
 ``noise_type``/``noise_std`` (action noise for SAC, TD3), and any argument of the algorithm's
 constructor. Schedules are strings: ``lin_3e-4`` decays linearly from 3e-4 to 0 over the run.
+
+The Zoo (``python -m rl_zoo3.train ... --gym-packages designgym -conf FILE``) reads these files
+as they are, given an entry for the env id it trains (``<<: *default`` merges the default in; the
+Zoo looks for ``default`` only from 2.8) and a ``policy`` in it. ``MlpPolicy`` and
+``MultiInputPolicy`` both stand for SB3's default network here: designgym leaves them out and uses
+the one that the env's observation space needs, so a file written for flat observations also
+trains with ``observation_layout="dict"``.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ SHIPPED_DIR = Path(__file__).parent / "hyperparams"
 #: Keys that are not arguments of the algorithm itself.
 RUN_KEYS = ("n_envs", "n_timesteps", "policy", "policy_kwargs", "normalize", "noise_type", "noise_std")
 SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
+#: Policy names that mean SB3's default network, whichever of them the observation space needs.
+DEFAULT_POLICIES = ("MlpPolicy", "MultiInputPolicy")
 ACTIVATIONS = {name: getattr(nn, name) for name in ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid")}
 
 
@@ -55,6 +66,8 @@ def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None, shi
     ``path``'s entry over it.
 
     In each file the env's own entry is used when there is one, else ``default``, else nothing.
+    A ``policy`` of :data:`DEFAULT_POLICIES` is left out: the Zoo needs the key, and the policy that
+    fits the observation space is chosen when the agent is made.
     """
     settings: dict[str, Any] = {}
     ours = shipped_file(algo)
@@ -62,6 +75,8 @@ def load_hyperparams(algo: str, env_id: str, path: str | Path | None = None, shi
                     read_file(path) if path is not None else {}):
         entry = entries.get(env_id, entries.get(env_id.split("/")[-1], entries.get("default", {})))
         settings.update(entry)
+    if settings.get("policy") in DEFAULT_POLICIES:
+        del settings["policy"]
     return settings
 
 
@@ -120,6 +135,35 @@ def check_keys(settings: Mapping[str, Any], algo_cls: type, source: str | Callab
         )
 
 
+#: Where a number setting means something: (lowest, highest, whether the lowest itself is excluded).
+#: SB3 asserts a few of these deep inside (n_steps, batch_size) and takes the rest silently (gamma 2,
+#: n_epochs 0, which fails later with an unrelated error).
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "n_timesteps": (1, math.inf, False), "n_envs": (1, math.inf, False),
+    "n_steps": (1, math.inf, False), "batch_size": (1, math.inf, False), "n_epochs": (1, math.inf, False),
+    "buffer_size": (1, math.inf, False), "learning_starts": (0, math.inf, False),
+    "train_freq": (1, math.inf, False), "gradient_steps": (-1, math.inf, False), "policy_delay": (1, math.inf, False),
+    "gamma": (0, 1, False), "gae_lambda": (0, 1, False), "tau": (0, 1, True),
+    "learning_rate": (0, math.inf, True), "clip_range": (0, math.inf, True), "clip_range_vf": (0, math.inf, True),
+    "ent_coef": (0, math.inf, False), "vf_coef": (0, math.inf, False), "max_grad_norm": (0, math.inf, True),
+    "target_kl": (0, math.inf, True), "target_policy_noise": (0, math.inf, False),
+    "target_noise_clip": (0, math.inf, False), "noise_std": (0, math.inf, False), "rms_prop_eps": (0, math.inf, True),
+    "sde_sample_freq": (-1, math.inf, False),
+}
+
+
+def check_range(key: str, value: float, where: str) -> None:
+    """``value`` of the number setting ``key`` inside :data:`RANGES` (keys not listed: any number)."""
+    if key not in RANGES:
+        return
+    low, high, open_low = RANGES[key]
+    if value < low or value > high or (open_low and value == low):
+        bounds = f"{'above' if open_low else 'at least'} {low:g}"
+        if high < math.inf:
+            bounds += f" and at most {high:g}"
+        raise HyperparamsError(f"{where}: {key} must be {bounds}, got {value!r}")
+
+
 def check_types(settings: Mapping[str, Any], algo_cls: type, source: str | Callable[[str], str]
                 ) -> dict[str, Any]:
     """The settings, checked: numbers where the algorithm's default is a number (a whole one where
@@ -149,6 +193,12 @@ def check_types(settings: Mapping[str, Any], algo_cls: type, source: str | Calla
                 raise HyperparamsError(f"{where(key)}: {key} must be a whole number, got {value!r}")
             if isinstance(default, int) and not isinstance(value, int):
                 fixed[key] = int(value)
+            check_range(key, value, where(key))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            # A number where the default is not one (ent_coef "auto", clip_range_vf None, train_freq 1).
+            if not math.isfinite(value):
+                raise HyperparamsError(f"{where(key)}: {key} must be a finite number, got {value!r}")
+            check_range(key, value, where(key))
     return {**settings, **fixed}
 
 
@@ -220,6 +270,35 @@ def policy_kwargs(value: Any, source: str) -> dict[str, Any]:
             )
         out["activation_fn"] = ACTIVATIONS[name]
     return out
+
+
+def zoo_entry(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` spelled so that both designgym and the Zoo read them: the Zoo passes a
+    ``policy_kwargs`` mapping to the algorithm as it is (an activation named by a string would reach
+    torch), so it becomes a ``dict(...)`` string; and it reads a string schedule only as
+    ``lin_<number>``, so a number written as a string becomes a number."""
+    entry = dict(settings)
+    if isinstance(entry.get("policy_kwargs"), Mapping):
+        entry["policy_kwargs"] = _python_text(entry["policy_kwargs"])
+    for key in SCHEDULED:
+        value = entry.get(key)
+        if isinstance(value, str) and not value.strip().startswith("lin_"):
+            entry[key] = _number(value, key)
+    return entry
+
+
+def _python_text(value: Any, key: str | None = None) -> str:
+    """The ``dict(...)`` text of a policy_kwargs mapping, activations as names (``nn.ReLU``)."""
+    if isinstance(value, Mapping):
+        return "dict(" + ", ".join(f"{k}={_python_text(v, str(k))}" for k, v in value.items()) + ")"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_python_text(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if key == "activation_fn" and isinstance(value, str):
+        return f"nn.{value.split('.')[-1]}"
+    if isinstance(value, type) and issubclass(value, nn.Module):
+        return f"nn.{value.__name__}"
+    return repr(value)
 
 
 def _literal(node: ast.AST) -> Any:

@@ -7,16 +7,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import shlex
 import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import gymnasium as gym
 import optuna
 import yaml
 from optuna.trial import TrialState
 
+from designgym.agents.algorithms import FALLBACK_TIMESTEPS
 from designgym.agents.files import atomic_path, plain, write_text_atomic
+from designgym.agents.hyperparams import load_hyperparams, shipped_file, zoo_entry
 
 if TYPE_CHECKING:
     from designgym.agents.tuning import TuneConfig
@@ -41,19 +46,78 @@ def best_trial(study: optuna.Study) -> dict[str, Any] | None:
             "hyperparams": best.user_attrs.get("hyperparams", {}), "seed_values": best.user_attrs.get("seed_values")}
 
 
+#: The algorithms of designgym that RL Baselines3 Zoo trains too.
+ZOO_ALGORITHMS = ("a2c", "ppo", "sac", "td3")
+
+
 def best_hyperparams_yaml(best: dict[str, Any], study_name: str, config: TuneConfig, base: dict[str, Any]) -> str:
-    """The best trial's settings (over the base ones) as a hyperparameter file for ``designgym train``."""
-    settings = dict(base)
+    """The best trial's settings (over the base ones) as a hyperparameter file that ``designgym train``
+    and RL Baselines3 Zoo read unchanged: keyed by the env id, with a ``policy``, and the training
+    budget as ``n_timesteps``, not the trial's."""
+    module, _, env_id = config.env.rpartition(":")
+    settings = {"policy": base.get("policy") or default_policy(config)}
+    settings.update(base)
     settings.update(best["hyperparams"])
-    settings["n_timesteps"] = config.timesteps_per_trial
+    budget, budget_source = training_budget(config)
+    settings["n_timesteps"] = budget
     header = (
         f"# Best trial of the Optuna study {study_name!r}: trial {best['number']}, mean return "
         f"{best['value']:.4g}\n# ({config.seeds_per_trial} seed(s), {config.timesteps_per_trial} steps each, scored on "
         f"{config.eval_episodes} seeded episodes).\n"
-        f"# Train with: designgym train --env {config.env} --algo {config.algo} --hyperparams best_hyperparams.yml"
-        " [--timesteps N]\n"
+        f"# n_timesteps is the training budget of the settings the study searched under ({budget_source}),\n"
+        f"# not the {config.timesteps_per_trial} steps of a trial.\n"
+        f"# Train with: designgym train --env {config.env} --algo {config.algo}{_env_kwargs(config, '=')} "
+        "--hyperparams best_hyperparams.yml [--timesteps N]\n"
     )
-    return header + yaml.safe_dump({config.env: plain(settings)}, sort_keys=False)
+    if config.algo in ZOO_ALGORITHMS:
+        packages = " ".join(dict.fromkeys(["designgym", module] if module else ["designgym"]))
+        header += (
+            f"# or with RL Baselines3 Zoo: python -m rl_zoo3.train --algo {config.algo} --env {env_id} "
+            f"--gym-packages {packages}{_env_kwargs(config, ':')} -conf best_hyperparams.yml [-n N]\n"
+        )
+    return header + yaml.safe_dump({env_id: plain(zoo_entry(settings))}, sort_keys=False)
+
+
+def training_budget(config: TuneConfig) -> tuple[int, str]:
+    """``n_timesteps`` of the settings the study searched under (shipped file, ``--hyperparams``,
+    ``--params``), and where it came from."""
+    env_id = config.env.rpartition(":")[2]
+    if "n_timesteps" in config.hyperparams:
+        return int(float(config.hyperparams["n_timesteps"])), "--params"
+    if config.hyperparams_file is not None:
+        mine = load_hyperparams(config.algo, env_id, config.hyperparams_file, shipped=False)
+        if "n_timesteps" in mine:
+            return int(float(mine["n_timesteps"])), config.hyperparams_file
+    shipped = load_hyperparams(config.algo, env_id)
+    return int(float(shipped.get("n_timesteps", FALLBACK_TIMESTEPS))), str(shipped_file(config.algo))
+
+
+def _env_kwargs(config: TuneConfig, separator: str) -> str:
+    """The ``--env-kwargs`` flag of the study's env arguments, for ``designgym`` (``key=value``, read
+    as YAML) or the Zoo (``key:value``, read as Python); empty when there are none."""
+    if not config.env_kwargs:
+        return ""
+    words = []
+    for key, value in config.env_kwargs.items():
+        if separator == "=":
+            bare = isinstance(value, str) and re.fullmatch(r"[A-Za-z_][\w.-]*", value) \
+                and yaml.safe_load(value) == value
+            text = value if bare else json.dumps(value)
+            words.append(shlex.quote(f"{key}={text}"))
+        else:
+            text = repr(value)
+            plain_quotes = not any(c in text for c in '"$`\\!')
+            words.append(f'{key}:"{text}"' if plain_quotes else shlex.quote(f"{key}:{text}"))
+    return " --env-kwargs " + " ".join(words)
+
+
+def default_policy(config: TuneConfig) -> str:
+    """The SB3 policy that designgym uses for the env, named as the Zoo names it."""
+    probe = gym.make(config.env, **config.env_kwargs)
+    try:
+        return "MultiInputPolicy" if isinstance(probe.observation_space, gym.spaces.Dict) else "MlpPolicy"
+    finally:
+        probe.close()
 
 
 def export_results(study: optuna.Study, config: TuneConfig, storage: str, base: dict[str, Any]) -> dict[str, str]:
