@@ -20,17 +20,74 @@ Add ``--json`` to print what a script would read as JSON, ``--debug`` for full t
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
 
-def _parse_value(text: str) -> Any:
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (which option, what is wrong, where the help is), like
+    every other error of the command; ``--help`` still prints the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        found = re.match(r"argument (\S+?)(?:/\S+)?: (.*)", message)
+        if found and found.group(2).startswith(("must ", "is ")):  # our own checks: "--seed must be ..."
+            message = f"{found.group(1)} {found.group(2)}"
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _whole(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a seed, a whole number in [0, 2**31) (NumPy and torch take no negative one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2**31), got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text!r}")
+    return value
+
+
+def _parse_value(text: str, what: str) -> Any:
     """``key=value`` values are read as YAML, so numbers, lists and dicts come out typed."""
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ValueError(f"{what}: {text!r} is not a valid YAML value ({problem}); quote it, or close its "
+                         "brackets") from None
 
 
 def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
@@ -39,7 +96,7 @@ def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"{flag} takes key=value pairs, got {pair!r}")
-        out[key] = _parse_value(value)
+        out[key] = _parse_value(value, f"{flag} {key}")
     return out
 
 
@@ -172,8 +229,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"design file {path} does not exist")
     try:
         design = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"{path} is not a numpy .npy design file: {exc}") from None
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty or cut-short file
+        raise ValueError(f"{path} is not a numpy .npy design file ({type(exc).__name__}: {exc}); save the "
+                         "design with numpy.save") from None
+    if not isinstance(design, np.ndarray):  # an .npz archive of several arrays
+        raise ValueError(f"{path} holds {type(design).__name__}, not one array; save the design with numpy.save")
     conditions = _json_arg(args.conditions, "--conditions") if args.conditions else problem.default_conditions()
     evaluation = problem.evaluate(design, conditions)
     result = {
@@ -279,6 +339,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ValueError(f"agent {agent.source} was trained on {agent.env_id}, not {env_id}; pass --env "
                          f"{agent.env_id}, or an agent trained on {env_id}")
     check_fits(agent, env_id)
+    if args.out is not None and args.out.is_dir():  # said now, not after the scoring
+        raise ValueError(f"--out {args.out} is a folder; give the file the result goes to")
     cases = _conditions_list(args.conditions)
     if cases is not None and not cases:
         raise ValueError("--conditions holds no cases; give at least one set of conditions (or leave it out "
@@ -314,7 +376,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from designgym.envs.registration import resolve_env_id
 
     env_id = resolve_env_id(args.env)
-    conditions = _conditions_list(args.conditions) or seeded_conditions(env_id, args.episodes, args.seed)
+    conditions = _conditions_list(args.conditions)
+    if conditions is not None and not conditions:
+        raise ValueError("--conditions holds no cases; give at least one set of conditions (or leave it out "
+                         "for seeded ones)")
+    conditions = conditions or seeded_conditions(env_id, args.episodes, args.seed)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     result = run_baseline(env_id, args.method, args.budget, conditions, seed=args.search_seed, progress=progress)
     out = Path(args.out or f"baselines/{env_id.split('/')[-1]}-{args.method}")
@@ -344,7 +410,7 @@ def _json_default(value: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="designgym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -361,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", type=int, default=None,
                    help="environment steps (default: n_timesteps of the hyperparameters; with --resume: the "
                         "run's total, which this raises)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--n-envs", type=int, default=None,
                    help="environments stepped together (default: n_envs of the hyperparameters)")
     p.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc", "batched"],
@@ -403,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trials this process runs (default: %(default)s; 0 with --max-total-trials: no limit)")
     p.add_argument("--max-total-trials", type=int, default=None,
                    help="stop when the study, all processes together, has this many finished trials")
-    p.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
+    p.add_argument("--timeout", type=_seconds, default=None, help="seconds after which no new trial starts")
     p.add_argument("--timesteps-per-trial", type=int, default=10_000,
                    help="env steps each agent of a trial trains (default: %(default)s)")
     p.add_argument("--n-evaluations", type=int, default=4,
@@ -415,14 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-startup-trials", type=int, default=5,
                    help="random, unpruned trials before the sampler and pruner use the history (default: 5)")
     p.add_argument("--storage", default=None,
-                   help="SQLAlchemy URL (postgresql+psycopg2://user:pass@host/db, sqlite:///file.db) or "
+                   help="SQLAlchemy URL (postgresql://user:pass@host/db, sqlite:///file.db) or "
                         "journal:FILE (default: sqlite in the output folder)")
     p.add_argument("--study-name", default=None, help="default: <Env>_<algo>")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=_seed, default=0,
                    help="agents of a trial get seeds seed, seed+1, ...; also seeds the scoring conditions")
     p.add_argument("--seeds-per-trial", type=int, default=1,
                    help="agents per trial; the trial's value is their mean score (default: %(default)s)")
-    p.add_argument("--sampler-seed", type=int, default=None,
+    p.add_argument("--sampler-seed", type=_seed, default=None,
                    help="seed of the sampler, for a reproducible study (default: fresh per process)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: tuning/<study-name>)")
     p.add_argument("--n-envs", type=int, default=None, help="default: n_envs of the hyperparameters")
@@ -455,8 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["final", "best"], default="final",
                    help="model.zip or best_model.zip of the run (default: %(default)s)")
     p.add_argument("--env", default=None, help="env id (default: the run's)")
-    p.add_argument("--episodes", type=int, default=32, help="seeded episodes (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=10_000, help="seed of the first episode (default: %(default)s)")
+    p.add_argument("--episodes", type=_whole(1), default=32, help="seeded episodes (default: %(default)s)")
+    p.add_argument("--seed", type=_seed, default=10_000, help="seed of the first episode (default: %(default)s)")
     p.add_argument("--conditions", default=None, help="JSON list of conditions (or a file) instead of seeded ones")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/eval)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -475,10 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="black-box search in latent space (or the classical optimizer)")
     p.add_argument("--env", required=True, help="env id")
     p.add_argument("--method", required=True, choices=["random", "cmaes", "tpe", "reference"])
-    p.add_argument("--budget", type=int, default=100, help="judged designs per set of conditions (default: 100)")
-    p.add_argument("--episodes", type=int, default=8, help="seeded sets of conditions, as eval's (default: 8)")
-    p.add_argument("--seed", type=int, default=10_000, help="seed of the first set (default: %(default)s, as eval)")
-    p.add_argument("--search-seed", type=int, default=0, help="seed of the search itself")
+    p.add_argument("--budget", type=_whole(1), default=100, help="judged designs per set of conditions (default: 100)")
+    p.add_argument("--episodes", type=_whole(1), default=8, help="seeded sets of conditions, as eval's (default: 8)")
+    p.add_argument("--seed", type=_seed, default=10_000, help="seed of the first set (default: %(default)s, as eval)")
+    p.add_argument("--search-seed", type=_seed, default=0, help="seed of the search itself")
     p.add_argument("--conditions", default=None, help="JSON list of conditions (or a file) instead of seeded ones")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: baselines/<Env>-<method>)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
@@ -532,15 +598,44 @@ def main(argv: list[str] | None = None) -> int:
         # What bad input raises: the message names the problem and the fix.
         if args.debug:
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"designgym: error: {message}", file=sys.stderr)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            message = _file_problem(exc)  # the system's own words, with what to do about them
+        else:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"designgym: error: {_one_line(message)}", file=sys.stderr)
         return 2
     except Exception as exc:  # anything else is a fault of designgym's: still one line, and how to see more
         if args.debug:
             raise
-        print(f"designgym: error: {type(exc).__name__}: {exc} (run `designgym --debug ...` for the traceback, "
-              "and report it)", file=sys.stderr)
+        print(f"designgym: error: {type(exc).__name__}: {_one_line(exc)} (run `designgym --debug ...` for the "
+              "traceback, and report it)", file=sys.stderr)
         return 1
+
+
+def _one_line(message: object, limit: int = 600) -> str:
+    """A message on one line: a library's error can span many (torch prints whole tensors)."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    text = " ".join(lines)
+    return text if len(text) <= limit else f"{text[:limit]}... (`designgym --debug ...` shows all of it)"
+
+
+_FILE_FIXES = {
+    errno.EACCES: "choose a place you may write to (--out), or change its permissions",
+    errno.EPERM: "choose a place you may write to (--out), or change its permissions",
+    errno.EROFS: "the file system is read-only; choose another place (--out)",
+    errno.ENOSPC: "the disk is full; free some space, or choose another place (--out)",
+    errno.EEXIST: "a file is in the way of a folder; move it, or choose another place (--out)",
+    errno.ENOTDIR: "a file is in the way of a folder on that path; move it, or choose another place (--out)",
+    errno.EISDIR: "that is a folder; give a file",
+    errno.ENOENT: "check the path",
+}
+
+
+def _file_problem(exc: OSError) -> str:
+    """An ``OSError`` from the system (not one of designgym's own messages) with the path and the fix."""
+    where = exc.filename if exc.filename is not None else "a file"
+    fix = _FILE_FIXES.get(exc.errno or 0, "check the path and the disk")
+    return f"{where}: {exc.strerror or exc}; {fix}"
 
 
 if __name__ == "__main__":

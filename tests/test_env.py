@@ -315,7 +315,7 @@ def test_generator_for_another_design_shape_is_refused():
     [
         ({"action_mode": "absolute"}, "action_mode must be one of 'direct', 'delta'"),
         ({"violation_weights": {"overhang": 1.0}}, r"unknown constraint\(s\) \['overhang'\]"),
-        ({"violation_weights": -1.0}, ">= 0"),
+        ({"violation_weights": -1.0}, r"violation_weights must be in \[0, "),
         ({"episode_length": 0}, "episode_length"),
         ({"render_mode": "human"}, "render_mode"),
         ({"conditions": {"axis_angle": 180.0}}, "outside its range"),

@@ -188,12 +188,25 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_study_goes_on(tmp_pat
     assert failed.state == optuna.trial.TrialState.FAIL
     assert failed.user_attrs["error"] == "RuntimeError: planted failure in trial 1"
 
-    # When every trial of a run fails, the command says so and exits non-zero.
+    # When every trial of a run fails, the command says so and exits non-zero; each trial in one line.
+    (tmp_path / "failing_space.py").write_text(
+        "def space(trial, budget):\n    return {'policy_kwargs': 'dict(net_arch=[-1])'}\n")
+    failing = designgym("tune", *SMALL, "--n-trials", "2", "--search-space", "failing_space:space",
+                        "--out", str(tmp_path / "failing"), env=env)
+    assert failing.returncode == 2
+    lines = failing.stderr.splitlines()
+    assert len(lines) == 3 and all(line.startswith("trial ") and ": failed (" in line for line in lines[:2]), lines
+    assert "every trial of this run failed" in lines[2] and "Traceback" not in failing.stderr
+
+    # A space whose settings cannot be right is refused before any trial.
     (tmp_path / "broken_space.py").write_text("def space(trial, budget):\n    return {'n_stepz': 8}\n")
     broken = designgym("tune", *SMALL, "--n-trials", "2", "--search-space", "broken_space:space",
                        "--out", str(tmp_path / "broken"), env=env)
     assert broken.returncode == 2
-    assert "every trial of this run failed" in broken.stderr and "n_stepz" in broken.stderr
+    # Found by sampling the space once before the study starts: one line, and no study of failed trials.
+    assert broken.stderr.count("\n") == 1, broken.stderr
+    assert "--search-space broken_space:space" in broken.stderr and "n_stepz" in broken.stderr
+    assert not (tmp_path / "broken").exists()
     assert "Traceback" not in broken.stderr.splitlines()[-1]
 
 

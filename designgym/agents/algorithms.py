@@ -62,6 +62,23 @@ def normalize_kwargs(value: Any, source: str = "hyperparameters") -> dict[str, A
     raise ValueError(f"{source}: normalize must be true, false or a mapping of VecNormalize arguments, got {value!r}")
 
 
+def check_device(device: str) -> None:
+    """``device`` names a torch device this machine has (``auto``: a GPU if there is one, else the CPU)."""
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if found.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu (or auto)")
+    if found.type == "cuda" and found.index is not None and found.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s); "
+                         "use cuda:0 up to the last one, or auto")
+
+
 def make_model(config: ModelConfig, env: VecEnv, settings: dict[str, Any], tensorboard_log: str | None
                ) -> BaseAlgorithm:
     algo_cls = ALGORITHMS[config.algo]
@@ -69,5 +86,9 @@ def make_model(config: ModelConfig, env: VecEnv, settings: dict[str, Any], tenso
     kwargs = algorithm_kwargs(settings, int(np.prod(env.action_space.shape)), source)
     default_policy = "MultiInputPolicy" if isinstance(env.observation_space, gym.spaces.Dict) else "MlpPolicy"
     policy = settings.get("policy") or default_policy
-    return algo_cls(policy, env, seed=config.seed, device=config.device, tensorboard_log=tensorboard_log, verbose=0,
-                    **kwargs)
+    try:
+        return algo_cls(policy, env, seed=config.seed, device=config.device, tensorboard_log=tensorboard_log,
+                        verbose=0, **kwargs)
+    except (AssertionError, ZeroDivisionError) as exc:  # how SB3 refuses a setting (n_steps: 0, batch_size: 0)
+        raise ValueError(f"{config.algo.upper()} refuses the hyperparameters ({type(exc).__name__}: {exc}); fix "
+                         f"the setting in --params or {source}") from None

@@ -25,13 +25,14 @@ or, from the command line, ``designgym tune --search-space mypackage.spaces:my_p
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+
+from designgym.user_modules import import_user_module
 
 
 @dataclass(frozen=True)
@@ -185,10 +186,10 @@ def search_space(algo: str, spec: str | None = None) -> SearchSpace:
     if not sep or not module_name or not name:
         raise ValueError(f"--search-space must read module:function, got {spec!r}")
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name)
     except ImportError as exc:
         raise ValueError(f"--search-space {spec!r}: cannot import {module_name!r} ({exc}); "
-                         "is it installed or on PYTHONPATH?") from None
+                         "is it in the working folder, installed, or on PYTHONPATH?") from None
     space = getattr(module, name, None)
     if not callable(space):
         raise ValueError(f"--search-space {spec!r}: {module_name} has no function {name!r}")

@@ -24,7 +24,9 @@ once more with the same settings. A trial that raises is recorded as failed and 
 The output folder holds what to look at:
 
 - ``best_hyperparams.yml``: the best trial's settings in the format of the hyperparameter files,
-  for ``designgym train --hyperparams``;
+  for ``designgym train --hyperparams`` and RL Baselines3 Zoo's ``-conf``; its ``n_timesteps`` is
+  the budget of the settings searched under (shipped file, ``--hyperparams``, ``--params``), not
+  ``timesteps_per_trial``;
 - ``trials.csv`` and ``study.json``: every trial of the study (from every worker);
 - ``optimization_history.png``, ``intermediate_values.png`` and ``param_importances.png``;
 - ``tb/``: one TensorBoard run per trial and seed, with the trial's hyperparameters, so that
@@ -34,6 +36,7 @@ The output folder holds what to look at:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -49,8 +52,10 @@ import optuna
 from optuna.trial import TrialState
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from designgym.agents.algorithms import ALGORITHMS, make_model, normalize_kwargs
+from designgym.agents.algorithms import ALGORITHMS, check_device, make_model, normalize_kwargs
 from designgym.agents.callbacks import DesignMetricsCallback, record_hparams
+from designgym.agents.claims import STUDY_FILE, claim_study_folder
+from designgym.agents.divergence import raise_if_diverged
 from designgym.agents.files import plain
 from designgym.agents.hyperparams import check_keys, check_types, resolve_settings, shipped_file
 from designgym.agents.rollouts import rollout
@@ -58,7 +63,7 @@ from designgym.agents.search_spaces import Budget, search_space
 from designgym.agents.study_results import best_trial, export_results, trial_counts
 from designgym.agents.study_storage import PRUNERS, SAMPLERS, display_url, make_pruner, make_sampler, open_storage
 from designgym.agents.training import VEC_ENVS, TrainConfig, make_training_vec_env
-from designgym.envs.registration import resolve_env_id
+from designgym.envs.registration import env_reference
 
 #: Seeds of the evaluation episodes start here (plus ``seed``), apart from every training seed.
 EVAL_SEED = 10_000
@@ -164,7 +169,7 @@ class TuneResult:
 
 def check_config(config: TuneConfig) -> None:
     """Fill in the defaults and check every option, before anything is written."""
-    config.env = resolve_env_id(config.env)
+    config.env = env_reference(config.env)  # 'module:id' for a user's module, so later processes find it
     config.algo = config.algo.lower()
     if config.algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {config.algo!r}; choose one of {', '.join(ALGORITHMS)}")
@@ -174,6 +179,7 @@ def check_config(config: TuneConfig) -> None:
         raise ValueError(f"unknown pruner {config.pruner!r}; choose one of {', '.join(PRUNERS)}")
     if config.vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {config.vec_env!r}; choose one of {', '.join(VEC_ENVS)}")
+    check_device(config.device)
     positive = {"timesteps_per_trial": config.timesteps_per_trial, "n_evaluations": config.n_evaluations,
                 "eval_episodes": config.eval_episodes, "seeds_per_trial": config.seeds_per_trial,
                 "heartbeat_interval": config.heartbeat_interval}
@@ -197,8 +203,8 @@ def check_config(config: TuneConfig) -> None:
 
 def base_settings(config: TuneConfig) -> dict[str, Any]:
     """The settings under the searched ones: shipped file, ``--hyperparams`` file, ``--params``."""
-    settings = resolve_settings(ALGORITHMS[config.algo], config.algo, config.env, config.hyperparams_file,
-                                config.hyperparams)
+    settings = resolve_settings(ALGORITHMS[config.algo], config.algo, config.env.rpartition(":")[2],
+                                config.hyperparams_file, config.hyperparams)
     source = config.hyperparams_file or str(shipped_file(config.algo))
     normalize_kwargs(settings.get("normalize"), source)
     if config.n_envs is None:
@@ -273,6 +279,30 @@ class Objective:
         self.budget = Budget(n_envs=config.n_envs, n_actions=self.n_actions, timesteps=config.timesteps_per_trial,
                              eval_every=max(1, config.timesteps_per_trial // config.n_evaluations))
 
+    def sample(self, trial: optuna.Trial) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The settings the space samples for ``trial``, and the whole settings of its agents, checked."""
+        algo = self.config.algo
+        sampled = self.space(trial, self.budget)
+        if not isinstance(sampled, dict):
+            raise TypeError(f"the search space returned {type(sampled).__name__}, not a dict of settings")
+        settings = {**self.base, **sampled}
+        check_keys(settings, ALGORITHMS[algo], f"search space for {algo}")
+        return sampled, check_types(settings, ALGORITHMS[algo], f"search space for {algo}")
+
+    def dry_run(self) -> None:
+        """Sample the space once in a throwaway study in memory: a space that returns no dict, or settings
+        the algorithm cannot take, is said before a study or a folder is made (not as N failed trials)."""
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
+        try:
+            probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            self.sample(probe.ask())
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"--search-space {self.config.search_space or self.config.algo}: "
+                             f"{' '.join(str(exc).split())}") from None
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", self.worker)
         try:
@@ -281,7 +311,8 @@ class Objective:
             raise
         except Exception as exc:
             # Optuna records the trial as failed and goes on; keep the reason with the trial.
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            # One line (a torch error can print whole tensors), kept with the trial and printed by ``note``.
+            trial.set_user_attr("error", f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}")
             raise
         except KeyboardInterrupt:
             # Optuna records the trial as failed and stops the study; the command exits with 130.
@@ -293,12 +324,7 @@ class Objective:
         from stable_baselines3.common.vec_env import VecNormalize
 
         config = self.config
-        sampled = self.space(trial, self.budget)
-        if not isinstance(sampled, dict):
-            raise TypeError(f"the search space returned {type(sampled).__name__}, not a dict of settings")
-        settings = {**self.base, **sampled}
-        check_keys(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
-        settings = check_types(settings, ALGORITHMS[config.algo], f"search space for {config.algo}")
+        sampled, settings = self.sample(trial)
         trial.set_user_attr("hyperparams", plain(sampled))
         name = f"trial_{trial.number:04d}"
         finals: list[float] = []
@@ -320,7 +346,11 @@ class Objective:
                 scorer = TrialEvaluation(trial, eval_env, self.budget.eval_every, config.n_evaluations,
                                          config.eval_episodes, EVAL_SEED + config.seed,
                                          first_step=k * config.n_evaluations, hparams=hparams)
-                model.learn(config.timesteps_per_trial, callback=CallbackList([DesignMetricsCallback(), scorer]))
+                try:
+                    model.learn(config.timesteps_per_trial, callback=CallbackList([DesignMetricsCallback(), scorer]))
+                except Exception as exc:
+                    raise_if_diverged(model, settings, exc)
+                    raise
                 if not scorer.pruned and len(scorer.scores) < config.n_evaluations:
                     scorer.evaluate()  # the run ended between two evaluation points
                 logger.record("trial/value", scorer.scores[-1])
@@ -341,7 +371,8 @@ def tune(config: TuneConfig, argv: list[str] | None = None) -> TuneResult:
     started = time.perf_counter()
     check_config(config)
     base = base_settings(config)
-    search_space(config.algo, config.search_space)  # a bad --search-space fails before anything is written
+    objective = Objective(config, base)
+    objective.dry_run()  # a bad --search-space fails before anything is written
     out = Path(config.out)
     made = [p for p in (out, *out.parents) if not p.exists()]  # the deepest first
     out.mkdir(parents=True, exist_ok=True)
@@ -349,8 +380,10 @@ def tune(config: TuneConfig, argv: list[str] | None = None) -> TuneResult:
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return _tune(config, base, out, url, argv, started)
+        return _tune(config, objective, out, url, argv, started)
     except BaseException:
+        if out in made and [p.name for p in out.iterdir()] == [STUDY_FILE]:
+            (out / STUDY_FILE).unlink()  # only this run's claim is in the folder it made
         for folder in made:  # a study that never started (a storage out of reach) leaves no empty folders
             try:
                 folder.rmdir()
@@ -361,8 +394,9 @@ def tune(config: TuneConfig, argv: list[str] | None = None) -> TuneResult:
         optuna.logging.set_verbosity(verbosity)
 
 
-def _tune(config: TuneConfig, base: dict[str, Any], out: Path, url: str, argv: list[str] | None,
+def _tune(config: TuneConfig, objective: Objective, out: Path, url: str, argv: list[str] | None,
           started: float) -> TuneResult:
+    claim_study_folder(out, config.study_name, display_url(url))
     storage = open_storage(url, config.heartbeat_interval, config.max_retry)
     reports = config.n_evaluations * config.seeds_per_trial
     study = optuna.create_study(
@@ -378,12 +412,11 @@ def _tune(config: TuneConfig, base: dict[str, Any], out: Path, url: str, argv: l
         with open(out / "commands.txt", "a") as handle:
             handle.write(" ".join(argv) + "\n")
 
-    objective = Objective(config, base)
     mine: list[int] = []
 
     def note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         mine.append(trial.number)
-        if not config.progress:
+        if not config.progress or trial.state == TrialState.FAIL:  # a failure is said even under the bar
             scores = len(trial.intermediate_values)
             if trial.state == TrialState.COMPLETE:
                 line = f"value {trial.value:.4g}"
@@ -403,13 +436,16 @@ def _tune(config: TuneConfig, base: dict[str, Any], out: Path, url: str, argv: l
         remaining = left if remaining is None else min(remaining, left)
     if config.export_only:
         remaining = 0
+    quiet = _TrialFailureFilter()
+    optuna.logging.get_logger("optuna.study._optimize").addFilter(quiet)
     try:
         if remaining != 0:
             study.optimize(objective, n_trials=remaining, timeout=config.timeout, callbacks=callbacks,
                            catch=(Exception,), show_progress_bar=config.progress and remaining is not None)
     finally:
+        optuna.logging.get_logger("optuna.study._optimize").removeFilter(quiet)
         # Also after Ctrl-C: the results so far are written before the command exits.
-        files = export_results(study, config, display_url(url), base)
+        files = export_results(study, config, display_url(url), objective.base)
     trials = study.get_trials(deepcopy=False)
     counts = trial_counts(trials)
     this_process = trial_counts([t for t in trials if t.number in mine])
@@ -419,6 +455,15 @@ def _tune(config: TuneConfig, base: dict[str, Any], out: Path, url: str, argv: l
         raise RuntimeError(f"every trial of this run failed; the first: {reason}")
     return TuneResult(config.study_name, display_url(url), out, counts, this_process, best_trial(study), files,
                       time.perf_counter() - started)
+
+
+class _TrialFailureFilter(logging.Filter):
+    """Optuna logs a failed trial as a warning with the whole traceback (15-50 lines); the study goes on,
+    and the trial's own line (``trial N: failed (reason)``) says what failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Trial ") and " failed " in message)
 
 
 def _check_study(study: optuna.Study, config: TuneConfig) -> None:

@@ -7,6 +7,7 @@ from designgym.envs.extrusion.problem import Extrusion
 from designgym.envs.latent_env import LatentDesignEnv
 from designgym.envs.problem import Evaluation, NoReferenceOptimizer, ObjectiveSpec, Problem
 from designgym.envs.registration import (
+    env_reference,
     env_specs,
     list_envs,
     load_plugins,
@@ -31,6 +32,7 @@ __all__ = [
     "ObjectiveSpec",
     "Problem",
     "UnknownNameError",
+    "env_reference",
     "env_specs",
     "list_envs",
     "load_plugins",

@@ -4,13 +4,31 @@ generator against its problem, violation weights, fixed conditions, and each act
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
 from designgym.envs.problem import Problem
 from designgym.generators.base import Generator
+
+
+def check_number(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
+                 integer: bool = False) -> float:
+    """``value`` as a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``), a whole one with
+    ``integer``. NaN, infinities, strings and booleans are refused by name: a NaN argument would
+    otherwise reach every reward and observation without an error."""
+    kind = "a whole number" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    if not math.isfinite(number) or (integer and not number.is_integer()):
+        raise ValueError(f"{name} must be {'a finite, whole' if integer else 'a finite'} number, got {value!r}")
+    if number < low or number > high or (low_open and number == low):
+        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low:g}, {high:g}], got {value!r}")
+    return number
 
 
 def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -51,20 +69,17 @@ def resolve_weights(problem: Problem, weights: Mapping[str, float] | float | Non
     names = problem.violation_names
     defaults = dict(getattr(problem, "default_violation_weights", {}) or {})
     if weights is None:
-        resolved = {n: float(defaults.get(n, 1.0)) for n in names}
-    elif isinstance(weights, (int, float)):
-        resolved = {n: float(weights) for n in names}
-    else:
-        unknown = sorted(set(weights) - set(names))
-        if unknown:
-            raise ValueError(
-                f"violation_weights names unknown constraint(s) {unknown}; problem {problem.name} has {list(names)}"
-            )
-        resolved = {n: float(weights.get(n, defaults.get(n, 1.0))) for n in names}
-    negative = [n for n, w in resolved.items() if not np.isfinite(w) or w < 0]
-    if negative:
-        raise ValueError(f"violation weights must be finite and >= 0; bad: {negative}")
-    return resolved
+        return {n: float(defaults.get(n, 1.0)) for n in names}
+    if not isinstance(weights, Mapping):
+        weight = check_number("violation_weights", weights, 0, 1e12)
+        return {n: weight for n in names}
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(
+            f"violation_weights names unknown constraint(s) {unknown}; problem {problem.name} has {list(names)}"
+        )
+    return {n: check_number(f"violation_weights[{n!r}]", weights[n], 0, 1e12) if n in weights
+            else float(defaults.get(n, 1.0)) for n in names}
 
 
 def check_partial_conditions(problem: Problem, conditions: Mapping[str, Any]) -> None:

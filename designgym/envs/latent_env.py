@@ -13,6 +13,7 @@ from designgym.envs.env_arguments import (
     check_action,
     check_choice,
     check_generator_fits,
+    check_number,
     check_partial_conditions,
     resolve_weights,
 )
@@ -146,12 +147,14 @@ class LatentDesignEnv(gym.Env):
             raise ValueError(
                 f"repair=True, but problem {self.problem.name} has no repair step; leave repair off"
             )
-        if episode_length < 1:
-            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
-        if not 0 < step_size <= 2:
-            raise ValueError(f"step_size must be in (0, 2], got {step_size}")
-        if latent_bound <= 0:
-            raise ValueError(f"latent_bound must be > 0, got {latent_bound}")
+        # Every number by name, NaN and infinities included (a NaN bound or scale reaches every reward).
+        episode_length = int(check_number("episode_length", episode_length, 1, 100_000, integer=True))
+        step_size = check_number("step_size", step_size, 0, 2, low_open=True)
+        latent_bound = check_number("latent_bound", latent_bound, 0, 1_000, low_open=True)
+        feature_clip = check_number("feature_clip", feature_clip, 0, 1e6, low_open=True)
+        if objective_scale is not None:
+            # 1e-320 is finite, but a reward divided by it is not.
+            objective_scale = check_number("objective_scale", objective_scale, 1e-12, 1e12)
 
         self.action_mode: ActionMode = action_mode
         self.episode_length = 1 if action_mode == "direct" else int(episode_length)
@@ -159,7 +162,7 @@ class LatentDesignEnv(gym.Env):
         self.latent_bound = float(latent_bound)
         self.initial_latent = initial_latent
         self.observation_layout = observation_layout
-        self.objective_scale = float(objective_scale or self.problem.objective.scale)
+        self.objective_scale = float(self.problem.objective.scale if objective_scale is None else objective_scale)
         self.feature_clip = float(feature_clip)
         self.violation_weights = resolve_weights(self.problem, violation_weights)
         self.fixed_conditions = dict(conditions) if conditions else {}

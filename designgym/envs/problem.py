@@ -328,18 +328,23 @@ def _check_condition_value(problem: str, key: str, space: spaces.Space, value: A
         return value  # a plain float inside its range: what the general path below returns for it
     if isinstance(space, spaces.Discrete):
         allowed = f"an integer in [{space.start}, {space.start + space.n - 1}]"
-        if isinstance(value, (bool, np.bool_)) or not float(np.asarray(value)).is_integer():
-            raise ValueError(f"{problem}: condition {key!r} must be {allowed}, got {value!r}")
+        try:
+            whole = not isinstance(value, (bool, np.bool_)) and float(np.asarray(value)).is_integer()
+        except (TypeError, ValueError, OverflowError):  # a string, a list, an int past any float
+            whole = False
+        if not whole:
+            raise ValueError(f"{problem}: condition {key!r} must be {allowed}, got {_shown(value)}")
         ivalue = int(np.asarray(value))
-        if not space.contains(np.int64(ivalue)):
-            raise ValueError(f"{problem}: condition {key!r} must be {allowed}, got {ivalue}")
+        # Compared as Python ints: one past int64 (10**30) must be out of range, not an OverflowError.
+        if not space.start <= ivalue < space.start + space.n:
+            raise ValueError(f"{problem}: condition {key!r} must be {allowed}, got {_shown(ivalue)}")
         return ivalue
     assert isinstance(space, spaces.Box)
     try:
         array = np.asarray(value, dtype=np.float64).reshape(space.shape)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(
-            f"{problem}: condition {key!r} must be a number array of shape {space.shape}, got {value!r}"
+            f"{problem}: condition {key!r} must be a number array of shape {space.shape}, got {_shown(value)}"
         ) from exc
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{problem}: condition {key!r} is not finite: {value!r}")
@@ -354,6 +359,12 @@ def _check_condition_value(problem: str, key: str, space: spaces.Space, value: A
         raise ValueError(f"{problem}: condition {key!r} = {shown} is outside its range {bounds}")
     array = np.clip(array, low, high)
     return float(array.item()) if space.shape in ((), (1,)) else array
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut short: an error line stays one readable line whatever was given."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _fmt(x: float) -> str:

@@ -5,6 +5,11 @@ table of our own that carries a one-line description for ``designgym envs``; pro
 :mod:`designgym.envs.catalogue`. Third-party packages publish environments through the
 ``designgym.envs`` entry-point group: each entry point names a callable (called with no arguments)
 or a module (imported) that registers its envs.
+
+An env that the user's own module registers is named as Gymnasium names it, ``"module:namespace/Name-v0"``
+(``"mylab.envs:mylab/HeatSink-v0"``): :func:`resolve_env_id` imports the module first. Whatever records an
+env id for a later process (a run's ``config.json``, a vector env's worker) records that form
+(:func:`env_reference`), so the later process finds the env too.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from designgym.envs.catalogue import (
 from designgym.envs.latent_env import LatentDesignEnv
 from designgym.envs.problem import Problem
 from designgym.generators.base import Generator
+from designgym.user_modules import import_user_module
 
 ENTRY_POINT_GROUP = "designgym.envs"
 NAMESPACE = "designgym"
@@ -45,6 +51,8 @@ class DesignEnvSpec:
     generator: Generator | Callable[[], Generator] | str
     kwargs: dict[str, Any] = field(default_factory=dict)
     source: str = "designgym"
+    #: The importable module that registered the env (``None``: designgym, a plugin, or ``__main__``).
+    module: str | None = None
 
 
 _ENVS: dict[str, DesignEnvSpec] = {}
@@ -74,7 +82,7 @@ def make_problem(name: str | Problem, **kwargs: Any) -> Problem:
         return name
     if name in problem_names():
         return make_named_problem(name, **kwargs)
-    env_id = _lookup_env_id(name)
+    env_id = resolve_env_id(name) if ":" in name else _lookup_env_id(name)
     if env_id is not None:
         return _build_problem(_ENVS[env_id].problem, kwargs)
     raise UnknownNameError(unknown_message("problem", name, problem_names() + list(_ENVS)))
@@ -112,12 +120,27 @@ def register_design_env(
         raise TypeError(
             f"generator must be a Generator, a factory or a shipped name, got {type(generator).__name__}"
         )
+    if ":" in id:
+        raise ValueError(f"env id {id!r} holds a ':'; register 'namespace/Name-v0' (the 'module:' prefix is how "
+                         "a command names the module that registers it)")
     if id in gym.registry:
         warnings.warn(f"design env {id!r} was already registered; the new registration replaces it", stacklevel=2)
         del gym.registry[id]
-    _ENVS[id] = DesignEnvSpec(id, description, problem, generator, dict(env_kwargs), source)
-    gym.register(id=id, entry_point=_make_env, kwargs={"design_env_id": id, **env_kwargs})
+    module = _registering_module(source)
+    _ENVS[id] = DesignEnvSpec(id, description, problem, generator, dict(env_kwargs), source, module)
+    # An entry-point string, not the function: the spec then serialises (``env.spec.to_json()``), and
+    # a fresh process (a spawned vector-env worker) given the spec imports the module that knows the env.
+    gym.register(id=id, entry_point=f"{__name__}:_make_env",
+                 kwargs={"design_env_id": id, **({"design_env_module": module} if module else {}), **env_kwargs})
     return id
+
+
+def env_reference(env_id: str) -> str:
+    """``env_id`` as another process can find it: ``"module:id"`` for an env that the user's own module
+    registered (the process imports the module first), the plain id for designgym's envs and plugins."""
+    env_id = resolve_env_id(env_id)
+    module = _ENVS[env_id].module
+    return f"{module}:{env_id}" if module else env_id
 
 
 def list_envs() -> list[str]:
@@ -135,10 +158,20 @@ def env_specs() -> list[DesignEnvSpec]:
 def resolve_env_id(env_id: str) -> str:
     """The full registered id for ``env_id`` (``"Extrusion-v2"`` finds ``"designgym/Extrusion-v2"``).
 
+    ``"module:namespace/Name-v0"`` (Gymnasium's form) imports ``module`` first, which registers the env,
+    and returns ``"namespace/Name-v0"``; a module in the working folder is found too, as ``python -m``
+    would find it.
+
     Raises:
         UnknownNameError: (a ``KeyError``) with the closest registered ids, when there is no such env.
+        ValueError: when the module named before the ``:`` cannot be imported.
     """
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise ValueError(f"an env id must be a non-empty string like 'designgym/Extrusion-v2', got {env_id!r}")
     load_plugins()
+    if ":" in env_id:
+        module, _, env_id = env_id.rpartition(":")
+        _import_env_module(module, env_id)
     found = _lookup_env_id(env_id)
     if found is None:
         retired = env_id if env_id in _RETIRED else f"{NAMESPACE}/{env_id}"
@@ -179,7 +212,7 @@ def load_plugins(force: bool = False) -> dict[str, str]:
             for new_id in set(_ENVS) - before:
                 spec = _ENVS[new_id]
                 _ENVS[new_id] = DesignEnvSpec(
-                    spec.id, spec.description, spec.problem, spec.generator, spec.kwargs, dist
+                    spec.id, spec.description, spec.problem, spec.generator, spec.kwargs, dist, spec.module
                 )
         except Exception as exc:  # a plugin may fail in any way; say which one and go on
             _PLUGIN_ERRORS[entry.name] = f"{type(exc).__name__}: {exc}"
@@ -194,9 +227,38 @@ def load_plugins(force: bool = False) -> dict[str, str]:
 # -- internals -------------------------------------------------------------------------------
 
 
-def _make_env(design_env_id: str, **overrides: Any) -> gym.Env:
+def _registering_module(source: str) -> str | None:
+    """The module of the code that called :func:`register_design_env`, when another process can import it."""
+    if source != "user":
+        return None
+    frame = inspect.currentframe()
+    try:
+        # this function <- register_design_env <- its caller
+        caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+        name = caller.f_globals.get("__name__") if caller is not None else None
+    finally:
+        del frame
+    if not name or name == "__main__" or name.split(".")[0] == "designgym":
+        return None
+    return name
+
+
+def _import_env_module(module: str, env_id: str) -> None:
+    if not module or not env_id:
+        raise ValueError(f"an env id with a module reads 'module:namespace/Name-v0', got {module + ':' + env_id!r}")
+    try:
+        import_user_module(module)
+    except Exception as exc:  # the user's module may fail in any way: say which module, and why
+        raise ValueError(f"cannot import {module!r}, the module named in env id '{module}:{env_id}' "
+                         f"({type(exc).__name__}: {exc}); check that it is importable from this folder "
+                         "(or installed), and runs") from None
+
+
+def _make_env(design_env_id: str, design_env_module: str | None = None, **overrides: Any) -> gym.Env:
     # ``gymnasium.make(id, problem=..., generator=...)`` swaps in a problem or generator object, for
     # example one already loaded that many envs then share.
+    if design_env_id not in _ENVS and design_env_module:
+        _import_env_module(design_env_module, design_env_id)  # a fresh process given the spec
     spec = _ENVS[design_env_id]
     accepted = [name for name in inspect.signature(LatentDesignEnv.__init__).parameters if name != "self"]
     unknown = sorted(set(overrides) - set(accepted))

@@ -17,7 +17,10 @@ from torch import nn
 
 
 def default_device() -> torch.device:
-    """CUDA when a GPU is present, the CPU otherwise."""
+    """CUDA when a GPU is present, the CPU otherwise; the CPU in a child forked after the parent used
+    CUDA (a vector env's worker), where CUDA cannot start again."""
+    if torch.cuda._is_in_bad_fork():
+        return torch.device("cpu")
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
