@@ -41,7 +41,7 @@ def test_checkpoints_keep_the_case_buffer_as_plain_arrays_and_resume_continues_i
                          eval_episodes=2, threads=1)
     train(config)
     run = tmp_path / "run"
-    buffers = sorted((run / "checkpoints").glob("replay_buffer_*_steps.pkl"))
+    buffers = sorted((run / "checkpoints").glob("replay_buffer_*_steps.npz"))
     assert buffers
     with np.load(buffers[-1], allow_pickle=False) as data:  # no pickle: a crafted file runs no code
         cases = json.loads(str(data["cases"]))
@@ -50,7 +50,7 @@ def test_checkpoints_keep_the_case_buffer_as_plain_arrays_and_resume_continues_i
     result = resume(run, timesteps=1200)
     assert result.metrics["timesteps"] >= 1200
     model = SearchDistillation.load(run / "model.zip")
-    with np.load(sorted((run / "checkpoints").glob("replay_buffer_*_steps.pkl"))[-1]) as data:
+    with np.load(sorted((run / "checkpoints").glob("replay_buffer_*_steps.npz"))[-1]) as data:
         assert len(json.loads(str(data["cases"]))) > before
     assert model.num_timesteps >= 1200
 

@@ -85,14 +85,14 @@ def test_run_folder_has_best_model_evaluations_checkpoints_and_normalisation(tmp
                          hyperparams={**TINY["ppo"], "normalize": True})
     result = train(config)
     run = result.run_dir
-    for name in ("model.zip", "best_model.zip", "evaluations.npz", "vecnormalize.pkl", "config.json"):
+    for name in ("model.zip", "best_model.zip", "evaluations.npz", "vecnormalize.npz", "config.json"):
         assert (run / name).stat().st_size > 0, name
     evaluations = np.load(run / "evaluations.npz")
     assert evaluations["timesteps"].tolist() == [64, 128, 192, 256]
     assert evaluations["results"].shape == (4, 2)
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert checkpoints == ["model_192_steps.zip", "model_256_steps.zip",
-                           "vecnormalize_192_steps.pkl", "vecnormalize_256_steps.pkl"]  # the latest two
+                           "vecnormalize_192_steps.npz", "vecnormalize_256_steps.npz"]  # the latest two
     resolved = json.loads((run / "config.json").read_text())["resolved_hyperparams"]
     assert resolved["normalize"] is True and resolved["n_steps"] == 32
 
@@ -106,7 +106,7 @@ def test_resume_continues_the_step_count_from_the_latest_checkpoint(tmp_path, al
                          hyperparams=TINY[algo])
     first = train(config)
     if algo == "sac":
-        assert (first.run_dir / "checkpoints" / "replay_buffer_128_steps.pkl").exists()
+        assert (first.run_dir / "checkpoints" / "replay_buffer_128_steps.npz").exists()
     (first.run_dir / "model.zip").unlink()  # as if killed after its last checkpoint
     second = resume(first.run_dir, timesteps=256)
     model = ALGORITHMS[algo].load(second.model_path, device="cpu")

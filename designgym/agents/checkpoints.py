@@ -9,17 +9,29 @@ naming, listing and checking checkpoints are kept together so that the writer an
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from designgym.agents.algorithms import ALGORITHMS
-from designgym.agents.files import atomic_path, save_model_atomic, save_normalizer_atomic
+from designgym.agents.algorithms import ALGORITHMS, normalize_kwargs
+from designgym.agents.files import (
+    atomic_path,
+    load_replay_buffer,
+    plain_or_legacy,
+    read_normalizer,
+    save_model_atomic,
+    save_normalizer_atomic,
+    save_replay_buffer_atomic,
+)
 
 
 def checkpoint_file(folder: Path, steps: int, kind: str = "model") -> Path:
-    """A file of the checkpoint at ``steps``: ``model`` (.zip), ``vecnormalize`` or ``replay_buffer`` (.pkl)."""
-    return Path(folder) / f"{kind}_{steps}_steps.{'zip' if kind == 'model' else 'pkl'}"
+    """A file of the checkpoint at ``steps``: ``model`` (.zip), ``vecnormalize`` or ``replay_buffer`` (.npz)."""
+    return Path(folder) / f"{kind}_{steps}_steps.{'zip' if kind == 'model' else 'npz'}"
 
 
 def checkpoint_companion(model: Path, kind: str) -> Path:
@@ -70,21 +82,47 @@ class CheckpointSaver(BaseCallback):
         if isinstance(normalizer, VecNormalize):
             save_normalizer_atomic(normalizer, checkpoint_file(self.folder, steps, "vecnormalize"))
         if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
-            with atomic_path(checkpoint_file(self.folder, steps, "replay_buffer")) as tmp:
-                self.model.save_replay_buffer(tmp)
+            save_checkpoint_buffer(self.model, checkpoint_file(self.folder, steps, "replay_buffer"))
         path = checkpoint_file(self.folder, steps)
         save_model_atomic(self.model, path)
         for old in list_checkpoints(self.folder)[: -self.keep]:
-            for stale in (old, checkpoint_companion(old, "vecnormalize"), checkpoint_companion(old, "replay_buffer")):
+            companions = [checkpoint_companion(old, kind) for kind in ("vecnormalize", "replay_buffer")]
+            # An older designgym's .pkl companions go with their checkpoint too.
+            for stale in (old, *companions, *(c.with_suffix(".pkl") for c in companions)):
                 stale.unlink(missing_ok=True)
         return path
 
 
+def save_checkpoint_buffer(model: Any, path: Path) -> None:
+    """A model's replay buffer as plain arrays. SB3's own ``save_replay_buffer`` pickles it;
+    designgym's own algorithms (the search distillation) already write plain arrays."""
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    if isinstance(model.replay_buffer, ReplayBuffer):
+        save_replay_buffer_atomic(model.replay_buffer, path)
+    else:
+        with atomic_path(path) as tmp:
+            model.save_replay_buffer(tmp)
+
+
+def restore_checkpoint_buffer(model: Any, path: Path, fix: str) -> None:
+    """Fill a model's replay buffer from the file :func:`save_checkpoint_buffer` wrote."""
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    if isinstance(model.replay_buffer, ReplayBuffer):
+        load_replay_buffer(path, model.replay_buffer, fix)
+        return
+    try:
+        model.load_replay_buffer(path)
+    except Exception as exc:  # a truncated or foreign file
+        raise ValueError(f"replay buffer {path} cannot be read ({type(exc).__name__}: {exc}); {fix}") from None
+
+
 def check_checkpoint(checkpoint: Path, algo: str) -> None:
     """Read a checkpoint's files before anything of the run is touched; a damaged or foreign one is
-    named, with the way on."""
-    import pickle
-
+    named, with the way on. Normalisation statistics must be there when the run normalises: without
+    them it would train on unnormalised observations; a missing replay buffer only costs the
+    transitions it held, as it does in Stable-Baselines3, and is warned of."""
     from stable_baselines3.common.save_util import load_from_zip_file
 
     earlier = [c for c in list_checkpoints(checkpoint.parent) if c != checkpoint]
@@ -101,10 +139,42 @@ def check_checkpoint(checkpoint: Path, algo: str) -> None:
     if stored not in accepted:
         raise ValueError(f"checkpoint {checkpoint} holds a {stored}, not a policy of {algo.upper()}, which this "
                          f"run trains; {fix}")
-    stats = checkpoint_companion(checkpoint, "vecnormalize")
-    if stats.exists():
+    # The fix for a bad file beside the checkpoint: "it" above is the checkpoint, here it is named.
+    fix = (f"move {checkpoint.name} out of {checkpoint.parent} to resume from {earlier[-1].name} instead" if earlier
+           else "start a new run")
+    planned = checkpoint_companion(checkpoint, "vecnormalize")
+    stats = plain_or_legacy(planned, "normalisation statistics")
+    if stats is not None:
+        read_normalizer(stats, fix)
+    elif _run_normalizes(checkpoint.parent.parent / "config.json"):
+        kept = [c for c in earlier if checkpoint_companion(c, "vecnormalize").exists()]
+        way = "start a new run"
+        if kept:
+            later = checkpoint.name if kept[-1] == earlier[-1] else f"the checkpoints after {kept[-1].name}"
+            way = f"move {later} out of {checkpoint.parent} to resume from {kept[-1].name}, which has them"
+        raise FileNotFoundError(f"normalisation statistics {planned} are missing, and the run normalises "
+                                f"observations (normalize in its config.json), which it cannot do on without them; "
+                                f"{way}")
+    if hasattr(ALGORITHMS[algo], "load_replay_buffer"):
+        planned = checkpoint_companion(checkpoint, "replay_buffer")
+        empty = "delete it to resume with an empty replay buffer"
+        buffer = plain_or_legacy(planned, "replay buffer", instead=empty)
+        if buffer is None:
+            warnings.warn(f"checkpoint {checkpoint} has no replay buffer ({planned.name}); {algo.upper()} resumes "
+                          "with an empty one and learns from new steps only", stacklevel=2)
+            return
         try:
-            with open(stats, "rb") as handle:
-                pickle.load(handle)
+            with np.load(buffer, allow_pickle=False) as data:
+                data.files  # noqa: B018  (opening reads the zip's directory, which a truncated file lacks)
         except Exception as exc:
-            raise ValueError(f"normalisation statistics {stats} cannot be read ({type(exc).__name__}); {fix}") from None
+            raise ValueError(f"replay buffer {buffer} cannot be read ({type(exc).__name__}: {exc}); {empty}, "
+                             f"or {fix}") from None
+
+
+def _run_normalizes(config_path: Path) -> bool:
+    """Whether the run of ``config_path`` normalises observations and rewards (its ``normalize`` setting)."""
+    try:
+        settings = json.loads(config_path.read_text()).get("resolved_hyperparams") or {}
+    except (OSError, ValueError, AttributeError):  # no run folder around the checkpoint: nothing to go by
+        return False
+    return normalize_kwargs(settings.get("normalize")) is not None

@@ -2,7 +2,7 @@
 (``designgym design``).
 
 An agent is a run folder (``model.zip``, or ``best_model.zip`` with ``which="best"``, and its
-``vecnormalize.pkl`` when the run normalised observations) or a single model file.
+``vecnormalize.npz`` when the run normalised observations) or a single model file.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from designgym.agents.algorithms import ALGORITHMS
+from designgym.agents.algorithms import ALGORITHMS, normalize_kwargs
 from designgym.agents.checkpoints import checkpoint_companion, latest_checkpoint
-from designgym.agents.files import atomic_path, plain, write_json
+from designgym.agents.files import (
+    atomic_path,
+    json_text,
+    load_normalizer,
+    plain,
+    plain_or_legacy,
+    spaces_vec_env,
+)
 from designgym.envs.registration import resolve_env_id
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -56,14 +64,14 @@ def load_agent(path: str | Path, which: str = "final", env_id: str | None = None
             raise FileNotFoundError(f"{path} is not a run folder (no config.json); pass a run folder or a model .zip")
         config = json.loads((path / "config.json").read_text())
         model_path = path / ("model.zip" if which == "final" else "best_model.zip")
-        stats = path / "vecnormalize.pkl"
+        stats = path / "vecnormalize.npz"
     elif path.parent.name == "checkpoints" and (path.parent.parent / "config.json").exists():
         # A checkpoint of a run (model_<steps>_steps.zip): the run says what it is, the statistics are beside it.
         config = json.loads((path.parent.parent / "config.json").read_text())
         model_path = path
         stats = checkpoint_companion(path, "vecnormalize")
     else:
-        model_path, stats = path, path.with_name("vecnormalize.pkl")
+        model_path, stats = path, path.with_name("vecnormalize.npz")
         sidecar = path.with_suffix(".json")
         if sidecar.exists():
             config = json.loads(sidecar.read_text())
@@ -90,16 +98,14 @@ def load_agent(path: str | Path, which: str = "final", env_id: str | None = None
     if model is None:
         raise ValueError(f"{model_path} is not a loadable Stable-Baselines3 model ({'; '.join(errors)[:300]})")
     normalizer = None
-    if stats.exists():
-        import pickle
-
-        try:
-            with open(stats, "rb") as handle:
-                normalizer = pickle.load(handle)
-            normalizer.training = False
-        except Exception as exc:  # a truncated or foreign file
-            raise ValueError(f"normalisation statistics {stats} cannot be read ({type(exc).__name__}: {exc}); "
-                             "they belong to the model and cannot be left out") from None
+    fix = "they belong to the model and cannot be left out: copy them again from where the run was made"
+    found = plain_or_legacy(stats, "normalisation statistics")
+    if found is not None:
+        normalizer = load_normalizer(found, spaces_vec_env(model.observation_space, model.action_space),
+                                     training=False, fix=fix)
+    elif normalize_kwargs((config.get("resolved_hyperparams") or {}).get("normalize")) is not None:
+        raise FileNotFoundError(f"normalisation statistics {stats} are missing, and the run normalised the "
+                                f"observations its model was trained on (normalize in its config.json); {fix}")
     return Agent(model, config.get("env"), dict(config.get("env_kwargs") or {}), normalizer, str(model_path))
 
 
@@ -128,6 +134,7 @@ def evaluate_agent(
     """Roll the agent out on ``conditions`` (each given set once) or on ``episodes`` seeded episodes."""
     from designgym.agents.pictures import caption
 
+    check_cases(conditions, episodes)
     env = gym.make(env_id, **{**agent.env_kwargs, **dict(env_kwargs or {})})
     _check_fits(agent, env, env_id)
     rows, designs, captions, images = [], [], [], []
@@ -168,19 +175,39 @@ def evaluate_agent(
             "images": images, "captions": captions}
 
 
+def check_cases(conditions: Sequence[Mapping[str, Any]] | None, episodes: int) -> None:
+    """An evaluation has at least one case: given conditions, or seeded episodes."""
+    if conditions is not None:
+        if len(conditions) == 0:
+            raise ValueError("--conditions holds no cases; give at least one set of conditions (or leave it out "
+                             "for seeded episodes)")
+    elif isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"--episodes must be a whole number of at least 1, got {episodes!r}")
+
+
 def write_evaluation(result: Mapping[str, Any], out_dir: Path, title: str) -> dict[str, str]:
-    """``eval.json`` (summary and every episode), ``eval.csv`` (a row per episode) and ``eval_designs.png``."""
+    """``eval.json`` (summary and every episode), ``eval.csv`` (a row per episode) and ``eval_designs.png``.
+
+    All three are written beside the old ones first and put in place only when all three are made: a
+    failure leaves the last complete evaluation as it was."""
     from designgym.agents.pictures import save_design_grid
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not result["episodes"]:
+        raise ValueError("an evaluation without episodes is not written; evaluate at least one case")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FileExistsError(f"{out_dir} is a file, not a folder; pass another --out") from None
     paths = {"json": out_dir / "eval.json", "csv": out_dir / "eval.csv", "png": out_dir / "eval_designs.png"}
-    write_json(paths["json"], {k: result[k] for k in ("env", "agent", "summary", "episodes")})
-    fields = list(dict.fromkeys(k for row in result["episodes"] for k in row))
-    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(result["episodes"])
-    save_design_grid(paths["png"], result["images"], result["captions"], title=title)
+    with ExitStack() as staged:  # renamed into place in one go at the end, or all removed
+        tmp = {kind: staged.enter_context(atomic_path(path)) for kind, path in paths.items()}
+        Path(tmp["json"]).write_text(json_text({k: result[k] for k in ("env", "agent", "summary", "episodes")}))
+        fields = list(dict.fromkeys(k for row in result["episodes"] for k in row))
+        with open(tmp["csv"], "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(result["episodes"])
+        save_design_grid(Path(tmp["png"]), result["images"], result["captions"], title=title)
     return {k: str(v) for k, v in paths.items()}
 
 

@@ -7,7 +7,7 @@ A run folder holds everything needed to understand and reuse the run:
   their returns (SB3's ``EvalCallback`` format);
 - ``checkpoints/``: the agent every ``save_freq`` steps (with the replay buffer and the
   normalisation statistics), from which ``--resume`` continues;
-- ``vecnormalize.pkl``: observation/reward normalisation statistics, when ``normalize`` is set;
+- ``vecnormalize.npz``: observation/reward normalisation statistics, when ``normalize`` is set;
 - ``config.json`` and ``command.txt``: the resolved settings (hyperparameters included) and the
   exact command;
 - ``monitor/``: SB3 monitor CSVs of every training episode;
@@ -26,7 +26,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
@@ -46,6 +46,7 @@ from designgym.agents.algorithms import (
     DEFAULT_HYPERPARAMS,  # noqa: F401  (imported from here before the split)
     FALLBACK_N_ENVS,
     FALLBACK_TIMESTEPS,
+    check_device,
     make_model,
     normalize_kwargs,
 )
@@ -61,9 +62,14 @@ from designgym.agents.checkpoints import (
     checkpoint_companion,
     checkpoint_steps,
     latest_checkpoint,
+    restore_checkpoint_buffer,
 )
+from designgym.agents.claims import RunFolderClaim, claim_run_folder
+from designgym.agents.divergence import raise_if_diverged
 from designgym.agents.files import (
     atomic_path,  # noqa: F401  (imported from here before the split)
+    load_normalizer,
+    plain_or_legacy,
     save_model_atomic,
     save_normalizer_atomic,
     write_json,
@@ -77,7 +83,7 @@ from designgym.agents.interrupts import (
     termination_as_interrupt,
 )
 from designgym.agents.rollouts import rollout
-from designgym.envs.registration import resolve_env_id
+from designgym.envs.registration import env_reference
 
 
 @dataclass
@@ -194,8 +200,8 @@ def _make_worker_env(env_id: str, **kwargs: Any) -> gym.Env:
 def resolve_hyperparams(config: TrainConfig) -> dict[str, Any]:
     """The run's settings: shipped file, then ``hyperparams_file``, then ``hyperparams``; fills in
     ``config.timesteps`` and ``config.n_envs`` from ``n_timesteps``/``n_envs`` where not given."""
-    settings = resolve_settings(ALGORITHMS[config.algo], config.algo, config.env, config.hyperparams_file,
-                                config.hyperparams)
+    settings = resolve_settings(ALGORITHMS[config.algo], config.algo, config.env.rpartition(":")[2],
+                                config.hyperparams_file, config.hyperparams)
     source = config.hyperparams_file or str(shipped_file(config.algo))
     if config.timesteps is None:
         config.timesteps = int(float(settings.get("n_timesteps", FALLBACK_TIMESTEPS)))
@@ -208,19 +214,23 @@ def resolve_hyperparams(config: TrainConfig) -> dict[str, Any]:
 
 def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     """Train an agent as ``config`` says and write the run folder; return where it is and how it did."""
-    config.env = resolve_env_id(config.env)
+    config.env = env_reference(config.env)  # 'module:id' for a user's module, so later processes find it
     config.algo = config.algo.lower()
     if config.algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {config.algo!r}; choose one of {', '.join(ALGORITHMS)}")
     if config.vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {config.vec_env!r}; choose one of {', '.join(VEC_ENVS)}")
+    check_device(config.device)
     settings = resolve_hyperparams(config)
     for name in ("timesteps", "n_envs", "eval_episodes"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
     _check_threads(config.threads)
-    if Path(config.out).exists() and not Path(config.out).is_dir():
-        raise ValueError(f"--out {config.out} is a file; it must be the folder that holds run folders")
+    for flag, folder in (("--out", config.out), ("--tensorboard-log", config.tensorboard_log)):
+        blocker = None if folder is None else _file_on_path(Path(folder))
+        if blocker is not None:
+            where = f"{flag} {folder}" if blocker == Path(folder) else f"{flag} {folder}: {blocker}"
+            raise ValueError(f"{where} is a file, not a folder; move it, or pass another {flag}")
     for name in ("eval_freq", "save_freq"):
         value = getattr(config, name)
         if value is None:
@@ -228,7 +238,8 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
         elif value < 0:
             raise ValueError(f"{name} must be >= 0 env steps (0: never), got {value}")
     existed = (Path(config.out) / config.run_name).exists() if config.run_name else False
-    run_dir = _new_run_dir(config)
+    claim = _new_run_dir(config)
+    run_dir = claim.run_dir
 
     def record() -> None:
         write_json(run_dir / "config.json", {**asdict(config), "resolved_hyperparams": settings})
@@ -243,6 +254,16 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
         if existed:
             run_dir.mkdir(parents=True, exist_ok=True)
         raise failed.__cause__ from None
+    finally:
+        claim.release()
+
+
+def _file_on_path(folder: Path) -> Path | None:
+    """The file that stands where ``folder`` or one of its parents should be, if one does."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            return None if part.is_dir() else part
+    return None
 
 
 def _check_threads(threads: int | None) -> None:
@@ -274,6 +295,29 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | N
     if threads is not None:
         _check_threads(threads)
         config.threads = threads
+    claim = claim_run_folder(run_dir, resume=True)  # one writer: not while it trains, nor resumed twice
+    try:
+        checkpoint = _resume_checkpoint(run_dir, config)
+    except BaseException:
+        claim.release()
+        raise
+
+    def record() -> None:
+        write_json(config_path, {**asdict(config), "resolved_hyperparams": settings})
+        command = argv if argv is not None else sys.argv
+        with open(run_dir / "command.txt", "a") as handle:
+            handle.write(shlex.join(command) + "\n")
+
+    try:
+        return _run(config, settings, run_dir, checkpoint=checkpoint, before_training=record)
+    except _SetupFailed as failed:
+        raise failed.__cause__ from None
+    finally:
+        claim.release()
+
+
+def _resume_checkpoint(run_dir: Path, config: TrainConfig) -> Path:
+    """The checkpoint a resumed run continues from, checked against the run's settings."""
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise FileNotFoundError(
@@ -286,17 +330,7 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | N
             f"{run_dir} has already reached {steps} of {config.timesteps} steps; "
             f"pass --timesteps above {steps} to train it further"
         )
-
-    def record() -> None:
-        write_json(config_path, {**asdict(config), "resolved_hyperparams": settings})
-        command = argv if argv is not None else sys.argv
-        with open(run_dir / "command.txt", "a") as handle:
-            handle.write(shlex.join(command) + "\n")
-
-    try:
-        return _run(config, settings, run_dir, checkpoint=checkpoint, before_training=record)
-    except _SetupFailed as failed:
-        raise failed.__cause__ from None
+    return checkpoint
 
 
 class _SetupFailed(Exception):
@@ -365,6 +399,11 @@ def _train_and_report(config: TrainConfig, settings: dict[str, Any], run_dir: Pa
             saved = saver.save()
             close_after_interrupt(vec_env)
         raise TrainingInterrupted(run_dir, int(model.num_timesteps), saved) from None
+    except Exception as exc:
+        with suppress(Exception):  # workers that died with the run
+            vec_env.close()
+        raise_if_diverged(model, settings, exc)  # NaN weights: one line naming the settings, not a tensor dump
+        raise
     finally:
         for callback in callbacks:
             if isinstance(callback, AtomicEvalCallback):
@@ -374,7 +413,7 @@ def _train_and_report(config: TrainConfig, settings: dict[str, Any], run_dir: Pa
     save_model_atomic(model, model_path)
     normalizer = vec_env if isinstance(vec_env, VecNormalize) else None
     if normalizer is not None:
-        save_normalizer_atomic(normalizer, run_dir / "vecnormalize.pkl")
+        save_normalizer_atomic(normalizer, run_dir / "vecnormalize.npz")
 
     eval_env = gym.make(config.env, **config.env_kwargs)
 
@@ -431,14 +470,15 @@ def _set_up_with(vec_env: VecEnv, config: TrainConfig, settings: dict[str, Any],
     norm = normalize_kwargs(settings.get("normalize"))
     tb_dir = config.tensorboard_log or str(run_dir / "tb")
     if checkpoint is not None:
-        stats = checkpoint_companion(checkpoint, "vecnormalize")
-        if stats.exists():
-            vec_env = VecNormalize.load(str(stats), vec_env)
-            vec_env.training = True
+        # check_checkpoint has read these files (or refused the run) before the run folder was touched.
+        fix = "start a new run"
+        stats = plain_or_legacy(checkpoint_companion(checkpoint, "vecnormalize"), "normalisation statistics")
+        if stats is not None:
+            vec_env = load_normalizer(stats, vec_env, training=True, fix=fix)
         model = algo_cls.load(checkpoint, env=vec_env, device=config.device, tensorboard_log=tb_dir)
-        buffer = checkpoint_companion(checkpoint, "replay_buffer")
-        if buffer.exists() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(buffer)
+        buffer = plain_or_legacy(checkpoint_companion(checkpoint, "replay_buffer"), "replay buffer")
+        if buffer is not None and hasattr(model, "load_replay_buffer"):
+            restore_checkpoint_buffer(model, buffer, fix)
     else:
         if norm is not None:
             vec_env = VecNormalize(vec_env, **norm)
@@ -465,14 +505,16 @@ def _set_up_with(vec_env: VecEnv, config: TrainConfig, settings: dict[str, Any],
     return model, vec_env, saver, callbacks
 
 
-def _new_run_dir(config: TrainConfig) -> Path:
-    name = config.run_name or (
-        f"{config.env.split('/')[-1]}_{config.algo}_s{config.seed}_{datetime.now():%Y%m%d-%H%M%S}"
-    )
-    run_dir = Path(config.out) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(
-            f"run folder {run_dir} already exists and is not empty; choose another --run-name or --out"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+def _new_run_dir(config: TrainConfig) -> RunFolderClaim:
+    """The run folder, claimed for this process (:mod:`designgym.agents.claims`). A name of our own making
+    that another run took in the same second gets a suffix; a name the user gave is theirs to change."""
+    if config.run_name:
+        return claim_run_folder(Path(config.out) / config.run_name)
+    base = f"{config.env.split('/')[-1]}_{config.algo}_s{config.seed}_{datetime.now():%Y%m%d-%H%M%S}"
+    for attempt in range(1, 100):
+        name = base if attempt == 1 else f"{base}-{attempt}"
+        try:
+            return claim_run_folder(Path(config.out) / name)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"run folders {Path(config.out) / base}-* are all taken; pass --run-name")
