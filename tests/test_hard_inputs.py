@@ -229,3 +229,28 @@ def test_the_claim_and_the_lock_hold_under_the_users_thread_settings(tmp_path):
     again = subprocess.run([DESIGNGYM, "train", "--run-name", "r", "--timesteps", "64", *TINY], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 2 and "already exists and is not empty" in again.stderr
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_with_the_way_out(tmp_path, monkeypatch, capsys):
+    # Root writes anywhere, so a read-only folder is planted as the system's own refusal.
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    assert _cli("train", "--out", str(tmp_path / "locked"), "--timesteps", "64", *TINY) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Permission denied" in err and "choose a place you may write to" in err
+    assert not (tmp_path / "locked").exists()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_out_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert _cli("train", "--out", str(locked), "--timesteps", "64", *TINY) == 2
+    finally:
+        locked.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "choose a place you may write to" in err

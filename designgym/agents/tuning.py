@@ -61,7 +61,15 @@ from designgym.agents.hyperparams import check_keys, check_types, resolve_settin
 from designgym.agents.rollouts import rollout
 from designgym.agents.search_spaces import Budget, search_space
 from designgym.agents.study_results import best_trial, export_results, trial_counts
-from designgym.agents.study_storage import PRUNERS, SAMPLERS, display_url, make_pruner, make_sampler, open_storage
+from designgym.agents.study_storage import (
+    PRUNERS,
+    SAMPLERS,
+    display_url,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    sqlalchemy_url,
+)
 from designgym.agents.training import VEC_ENVS, TrainConfig, make_training_vec_env
 from designgym.envs.registration import env_reference
 
@@ -453,8 +461,9 @@ def _tune(config: TuneConfig, objective: Objective, out: Path, url: str, argv: l
     if mine and len(failed) == len(mine):
         reason = failed[0].user_attrs.get("error", "see the warnings above")
         raise RuntimeError(f"every trial of this run failed; the first: {reason}")
-    return TuneResult(config.study_name, display_url(url), out, counts, this_process, best_trial(study), files,
-                      time.perf_counter() - started)
+    # With the driver it was opened with: `optuna-dashboard <storage>` then opens the same study.
+    return TuneResult(config.study_name, display_url(sqlalchemy_url(url)), out, counts, this_process,
+                      best_trial(study), files, time.perf_counter() - started)
 
 
 class _TrialFailureFilter(logging.Filter):
