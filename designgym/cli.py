@@ -20,95 +20,22 @@ Add ``--json`` to print what a script would read as JSON, ``--debug`` for full t
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import math
-import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import yaml
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (which option, what is wrong, where the help is), like
-    every other error of the command; ``--help`` still prints the usage."""
-
-    def error(self, message: str) -> NoReturn:
-        found = re.match(r"argument (\S+?)(?:/\S+)?: (.*)", message)
-        if found and found.group(2).startswith(("must ", "is ")):  # our own checks: "--seed must be ..."
-            message = f"{found.group(1)} {found.group(2)}"
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
-
-
-def _whole(low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``low``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    return parse
-
-
-def _seed(text: str) -> int:
-    """An argparse type: a seed, a whole number in [0, 2**31) (NumPy and torch take no negative one)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 0 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2**31), got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """An argparse type: a finite, positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text!r}")
-    return value
-
-
-def _parse_value(text: str, what: str) -> Any:
-    """``key=value`` values are read as YAML, so numbers, lists and dicts come out typed."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ValueError(f"{what}: {text!r} is not a valid YAML value ({problem}); quote it, or close its "
-                         "brackets") from None
-
-
-def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{flag} takes key=value pairs, got {pair!r}")
-        out[key] = _parse_value(value, f"{flag} {key}")
-    return out
-
-
-def _json_arg(text: str, what: str) -> Any:
-    """A JSON literal, or the path of a JSON file."""
-    path = Path(text)
-    if not text.lstrip().startswith(("{", "[")) and path.exists():
-        text = path.read_text()
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} must be JSON or a JSON file: {exc}") from None
+from designgym.cli_inputs import (
+    OneLineParser,
+    conditions_list,
+    file_problem,
+    json_argument,
+    key_values,
+    one_line,
+    seconds,
+    seed_number,
+    whole_number,
+)
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -144,8 +71,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         vec_env=args.vec_env,
         device=args.device,
         hyperparams_file=None if args.hyperparams is None else str(args.hyperparams),
-        hyperparams=_key_values(args.params, "--params"),
-        env_kwargs=_key_values(args.env_kwargs, "--env-kwargs"),
+        hyperparams=key_values(args.params, "--params"),
+        env_kwargs=key_values(args.env_kwargs, "--env-kwargs"),
         out=str(args.out),
         run_name=args.run_name,
         eval_episodes=args.eval_episodes,
@@ -192,7 +119,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         seeds_per_trial=args.seeds_per_trial, sampler_seed=args.sampler_seed,
         out=None if args.out is None else str(args.out), n_envs=args.n_envs, vec_env=args.vec_env,
         device=args.device, hyperparams_file=None if args.hyperparams is None else str(args.hyperparams),
-        hyperparams=_key_values(args.params, "--params"), env_kwargs=_key_values(args.env_kwargs, "--env-kwargs"),
+        hyperparams=key_values(args.params, "--params"), env_kwargs=key_values(args.env_kwargs, "--env-kwargs"),
         search_space=args.search_space, heartbeat_interval=args.heartbeat_interval, max_retry=args.max_retry,
         threads=args.threads or None, export_only=args.export_only,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
@@ -234,7 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          "design with numpy.save") from None
     if not isinstance(design, np.ndarray):  # an .npz archive of several arrays
         raise ValueError(f"{path} holds {type(design).__name__}, not one array; save the design with numpy.save")
-    conditions = _json_arg(args.conditions, "--conditions") if args.conditions else problem.default_conditions()
+    conditions = json_argument(args.conditions, "--conditions") if args.conditions else problem.default_conditions()
     evaluation = problem.evaluate(design, conditions)
     result = {
         "env": args.env,
@@ -258,17 +185,6 @@ def _print_metrics(result: dict[str, Any]) -> None:
             print(f"  {key:<16} {value:.6g}")
 
 
-def _conditions_list(text: str | None) -> list[dict[str, Any]] | None:
-    if text is None:
-        return None
-    data = _json_arg(text, "--conditions")
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list) or not all(isinstance(c, dict) for c in data):
-        raise ValueError("--conditions must be a JSON object or a list of them (or a file holding one)")
-    return data
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from designgym.agents.evaluation import evaluate_agent, load_agent, write_evaluation
 
@@ -279,7 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from designgym.envs.registration import resolve_env_id
 
     env_id = resolve_env_id(env_id)
-    result = evaluate_agent(agent, env_id, _conditions_list(args.conditions), episodes=args.episodes, seed=args.seed)
+    result = evaluate_agent(agent, env_id, conditions_list(args.conditions), episodes=args.episodes, seed=args.seed)
     out = args.out or (Path(args.run) / "eval" if Path(args.run).is_dir() else Path("eval"))
     files = write_evaluation(result, Path(out), title=f"{env_id}: {Path(agent.source).name}")
     if args.json:
@@ -305,7 +221,7 @@ def cmd_design(args: argparse.Namespace) -> int:
 
     env_id = resolve_env_id(args.env)
     agent = load_agent(args.agent, env_id=env_id)
-    conditions = _json_arg(args.conditions, "--conditions") if args.conditions else None
+    conditions = json_argument(args.conditions, "--conditions") if args.conditions else None
     if conditions is not None and not isinstance(conditions, dict):
         raise ValueError("--conditions must be one JSON object for `design`")
     result = make_design(agent, env_id, conditions, polish=args.polish)
@@ -341,7 +257,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     check_fits(agent, env_id)
     if args.out is not None and args.out.is_dir():  # said now, not after the scoring
         raise ValueError(f"--out {args.out} is a folder; give the file the result goes to")
-    cases = _conditions_list(args.conditions)
+    cases = conditions_list(args.conditions)
     if cases is not None and not cases:
         raise ValueError("--conditions holds no cases; give at least one set of conditions (or leave it out "
                          "for the test split)")
@@ -376,7 +292,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from designgym.envs.registration import resolve_env_id
 
     env_id = resolve_env_id(args.env)
-    conditions = _conditions_list(args.conditions)
+    conditions = conditions_list(args.conditions)
     if conditions is not None and not conditions:
         raise ValueError("--conditions holds no cases; give at least one set of conditions (or leave it out "
                          "for seeded ones)")
@@ -410,7 +326,7 @@ def _json_default(value: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="designgym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -427,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", type=int, default=None,
                    help="environment steps (default: n_timesteps of the hyperparameters; with --resume: the "
                         "run's total, which this raises)")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--n-envs", type=int, default=None,
                    help="environments stepped together (default: n_envs of the hyperparameters)")
     p.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc", "batched"],
@@ -469,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trials this process runs (default: %(default)s; 0 with --max-total-trials: no limit)")
     p.add_argument("--max-total-trials", type=int, default=None,
                    help="stop when the study, all processes together, has this many finished trials")
-    p.add_argument("--timeout", type=_seconds, default=None, help="seconds after which no new trial starts")
+    p.add_argument("--timeout", type=seconds, default=None, help="seconds after which no new trial starts")
     p.add_argument("--timesteps-per-trial", type=int, default=10_000,
                    help="env steps each agent of a trial trains (default: %(default)s)")
     p.add_argument("--n-evaluations", type=int, default=4,
@@ -484,11 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SQLAlchemy URL (postgresql://user:pass@host/db, sqlite:///file.db) or "
                         "journal:FILE (default: sqlite in the output folder)")
     p.add_argument("--study-name", default=None, help="default: <Env>_<algo>")
-    p.add_argument("--seed", type=_seed, default=0,
+    p.add_argument("--seed", type=seed_number, default=0,
                    help="agents of a trial get seeds seed, seed+1, ...; also seeds the scoring conditions")
     p.add_argument("--seeds-per-trial", type=int, default=1,
                    help="agents per trial; the trial's value is their mean score (default: %(default)s)")
-    p.add_argument("--sampler-seed", type=_seed, default=None,
+    p.add_argument("--sampler-seed", type=seed_number, default=None,
                    help="seed of the sampler, for a reproducible study (default: fresh per process)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: tuning/<study-name>)")
     p.add_argument("--n-envs", type=int, default=None, help="default: n_envs of the hyperparameters")
@@ -521,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["final", "best"], default="final",
                    help="model.zip or best_model.zip of the run (default: %(default)s)")
     p.add_argument("--env", default=None, help="env id (default: the run's)")
-    p.add_argument("--episodes", type=_whole(1), default=32, help="seeded episodes (default: %(default)s)")
-    p.add_argument("--seed", type=_seed, default=10_000, help="seed of the first episode (default: %(default)s)")
+    p.add_argument("--episodes", type=whole_number(1), default=32, help="seeded episodes (default: %(default)s)")
+    p.add_argument("--seed", type=seed_number, default=10_000, help="seed of the first episode (default: %(default)s)")
     p.add_argument("--conditions", default=None, help="JSON list of conditions (or a file) instead of seeded ones")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/eval)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -541,10 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="black-box search in latent space (or the classical optimizer)")
     p.add_argument("--env", required=True, help="env id")
     p.add_argument("--method", required=True, choices=["random", "cmaes", "tpe", "reference"])
-    p.add_argument("--budget", type=_whole(1), default=100, help="judged designs per set of conditions (default: 100)")
-    p.add_argument("--episodes", type=_whole(1), default=8, help="seeded sets of conditions, as eval's (default: 8)")
-    p.add_argument("--seed", type=_seed, default=10_000, help="seed of the first set (default: %(default)s, as eval)")
-    p.add_argument("--search-seed", type=_seed, default=0, help="seed of the search itself")
+    p.add_argument("--budget", type=whole_number(1), default=100,
+                   help="judged designs per set of conditions (default: 100)")
+    p.add_argument("--episodes", type=whole_number(1), default=8,
+                   help="seeded sets of conditions, as eval's (default: 8)")
+    p.add_argument("--seed", type=seed_number, default=10_000,
+                   help="seed of the first set (default: %(default)s, as eval)")
+    p.add_argument("--search-seed", type=seed_number, default=0, help="seed of the search itself")
     p.add_argument("--conditions", default=None, help="JSON list of conditions (or a file) instead of seeded ones")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: baselines/<Env>-<method>)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
@@ -599,43 +518,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         if isinstance(exc, OSError) and exc.errno is not None:
-            message = _file_problem(exc)  # the system's own words, with what to do about them
+            message = file_problem(exc)  # the system's own words, with what to do about them
         else:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"designgym: error: {_one_line(message)}", file=sys.stderr)
+        print(f"designgym: error: {one_line(message)}", file=sys.stderr)
         return 2
     except Exception as exc:  # anything else is a fault of designgym's: still one line, and how to see more
         if args.debug:
             raise
-        print(f"designgym: error: {type(exc).__name__}: {_one_line(exc)} (run `designgym --debug ...` for the "
+        print(f"designgym: error: {type(exc).__name__}: {one_line(exc)} (run `designgym --debug ...` for the "
               "traceback, and report it)", file=sys.stderr)
         return 1
-
-
-def _one_line(message: object, limit: int = 600) -> str:
-    """A message on one line: a library's error can span many (torch prints whole tensors)."""
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    text = " ".join(lines)
-    return text if len(text) <= limit else f"{text[:limit]}... (`designgym --debug ...` shows all of it)"
-
-
-_FILE_FIXES = {
-    errno.EACCES: "choose a place you may write to (--out), or change its permissions",
-    errno.EPERM: "choose a place you may write to (--out), or change its permissions",
-    errno.EROFS: "the file system is read-only; choose another place (--out)",
-    errno.ENOSPC: "the disk is full; free some space, or choose another place (--out)",
-    errno.EEXIST: "a file is in the way of a folder; move it, or choose another place (--out)",
-    errno.ENOTDIR: "a file is in the way of a folder on that path; move it, or choose another place (--out)",
-    errno.EISDIR: "that is a folder; give a file",
-    errno.ENOENT: "check the path",
-}
-
-
-def _file_problem(exc: OSError) -> str:
-    """An ``OSError`` from the system (not one of designgym's own messages) with the path and the fix."""
-    where = exc.filename if exc.filename is not None else "a file"
-    fix = _FILE_FIXES.get(exc.errno or 0, "check the path and the disk")
-    return f"{where}: {exc.strerror or exc}; {fix}"
 
 
 if __name__ == "__main__":
