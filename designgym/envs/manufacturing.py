@@ -120,6 +120,59 @@ def keep_budget_joined(density: np.ndarray, anchored: np.ndarray, cells: int) ->
     return kept
 
 
+def keep_budget_printable(density: np.ndarray, anchored: np.ndarray, cells: int, build_direction: str
+                          ) -> np.ndarray:
+    """At most ``cells`` of the densest cells of ``density``, joined to an ``anchored`` cell and printable
+    without supports along ``build_direction`` (:func:`printed_mask`).
+
+    Starts from :func:`keep_budget_joined`; drops the cells that do not print and what that leaves
+    hanging on nothing, until neither drops a cell; then makes up the shortfall from the densest cells
+    that print on what is kept and touch it, a layer at a time (adding a cell never stops another from
+    printing or from being joined, so the result keeps both rules). Where no such cell is left the mask
+    is smaller than ``cells``.
+    """
+    anchored = np.asarray(anchored, dtype=bool)
+    kept = keep_budget_joined(density, anchored, cells)
+    while True:
+        pruned = _joined(printed_mask(kept, build_direction), anchored)
+        if np.array_equal(pruned, kept):
+            break
+        kept = pruned
+    flat = np.asarray(density, dtype=np.float64).ravel()
+    rank = np.empty(flat.size, dtype=np.int64)
+    rank[np.argsort(-flat, kind="stable")] = np.arange(flat.size)
+    missing = cells - int(kept.sum())
+    while missing > 0:
+        reach = ndimage.binary_dilation(kept, structure=SOLID_CONNECTIVITY) if kept.any() else anchored
+        candidates = np.flatnonzero((reach & ~kept & _would_print(kept, build_direction)).ravel())
+        if candidates.size == 0:
+            break
+        chosen = candidates[np.argsort(rank[candidates], kind="stable")[:missing]]
+        kept.ravel()[chosen] = True
+        missing -= chosen.size
+    return kept
+
+
+def _joined(mask: np.ndarray, anchored: np.ndarray) -> np.ndarray:
+    """The solid of ``mask`` joined through solid to an ``anchored`` cell."""
+    labels, _ = ndimage.label(mask, structure=SOLID_CONNECTIVITY)
+    held = np.unique(labels[anchored & mask])
+    return np.isin(labels, held[held > 0])
+
+
+def _would_print(mask: np.ndarray, build_direction: str) -> np.ndarray:
+    """Cells that would print if made solid: on the baseplate, or with solid in their cone below."""
+    turns = BUILD_TURNS[build_direction]
+    grid = np.rot90(mask, turns)
+    support = np.zeros_like(grid, dtype=bool)
+    support[-1] = True
+    below = grid[1:]
+    support[:-1] = below
+    support[:-1, 1:] |= below[:, :-1]
+    support[:-1, :-1] |= below[:, 1:]
+    return np.rot90(support, -turns)
+
+
 def keep_budget_walled(density: np.ndarray, cells: int, min_width: int) -> np.ndarray:
     """``cells`` (or up to ``min_width**2 - 1`` more) of the densest cells of ``density``, in one
     piece, with no feature narrower than ``min_width`` cells.
@@ -201,23 +254,22 @@ def load_path_broken(mask: np.ndarray, anchored: np.ndarray, loaded: np.ndarray)
     return 0.0 if at_load & at_support else 1.0
 
 
-_BUILD_TURNS = {"up": 0, "left": 1, "down": 2, "right": 3}
+#: Quarter turns (``numpy.rot90``) that bring each build direction to "up": the baseplate under the bottom row.
+BUILD_TURNS = {"up": 0, "left": 1, "down": 2, "right": 3}
 
 
-def overhang_fraction(mask: np.ndarray, build_direction: str = "up") -> float:
-    """Fraction of the solid that cannot be printed layer by layer with a 45-degree overhang limit.
+def printed_mask(mask: np.ndarray, build_direction: str = "up") -> np.ndarray:
+    """The cells of ``mask`` that print without supports with a 45-degree overhang limit.
 
     The part is built along ``build_direction`` (``"up"``: the baseplate under the bottom row). A
     cell prints when it lies on the baseplate or when one of the three cells under it in the
     previous layer (straight below or diagonally below, the 45-degree cone) printed; anything else
-    would be deposited on air. This is the exact grid rule behind Langelaar's AM filter.
+    would be deposited on air. This is the exact grid rule behind Langelaar's AM filter
+    (:mod:`designgym.envs.structures.am_filter`); keeping only these cells makes any design printable.
     """
-    if build_direction not in _BUILD_TURNS:
-        raise ValueError(f"build_direction must be one of {', '.join(_BUILD_TURNS)}, got {build_direction!r}")
-    total = int(mask.sum())
-    if total == 0:
-        return 0.0
-    grid = np.rot90(mask, _BUILD_TURNS[build_direction])  # build now runs from the bottom row up
+    if build_direction not in BUILD_TURNS:
+        raise ValueError(f"build_direction must be one of {', '.join(BUILD_TURNS)}, got {build_direction!r}")
+    grid = np.rot90(np.asarray(mask, dtype=bool), BUILD_TURNS[build_direction])  # build from the bottom row up
     printed = np.zeros_like(grid, dtype=bool)
     printed[-1] = grid[-1]
     for row in range(grid.shape[0] - 2, -1, -1):
@@ -226,6 +278,16 @@ def overhang_fraction(mask: np.ndarray, build_direction: str = "up") -> float:
         cone[1:] |= below[:-1]
         cone[:-1] |= below[1:]
         printed[row] = grid[row] & cone
+    return np.rot90(printed, -BUILD_TURNS[build_direction]).copy()
+
+
+def overhang_fraction(mask: np.ndarray, build_direction: str = "up") -> float:
+    """Fraction of the solid that cannot be printed layer by layer with a 45-degree overhang limit
+    (:func:`printed_mask` says which cells print)."""
+    printed = printed_mask(mask, build_direction)
+    total = int(np.count_nonzero(mask))
+    if total == 0:
+        return 0.0
     return float(total - np.count_nonzero(printed)) / total
 
 

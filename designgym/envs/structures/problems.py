@@ -18,6 +18,7 @@ from gymnasium import spaces
 from designgym.envs.manufacturing import (
     floating_fraction,
     keep_budget_joined,
+    keep_budget_printable,
     load_path_broken,
     member_size_violation,
     overhang_fraction,
@@ -327,7 +328,9 @@ class AMBracket(Cantilever):
       the pixel steps of a slanted edge do not count; with ``r_min = 1`` a strut needs 3 cells).
 
     ``optimize`` is the cantilever's SIMP reference, which ignores both printing rules: it bounds
-    the stiffness an agent can reach, and is usually not printable as it stands.
+    the stiffness an agent can reach, and is usually not printable as it stands (the shipped
+    references are its). ``optimize(conditions, printable=True)`` is SIMP through Langelaar's AM
+    filter, whose designs print by the overhang rule (``benchmarks/am_reference.py``).
 
     Args:
         nelx, nely, rmin, volume_tolerance: as :class:`Cantilever`.
@@ -363,6 +366,30 @@ class AMBracket(Cantilever):
         violations["overhang"] = overhang_fraction(solid, self.BUILD_DIRECTIONS[int(conditions["build_direction"])])
         violations["member_size"] = member_size_violation(solid, self.r_min, allowance=1)
         return objectives, violations
+
+    def optimize(self, conditions: Mapping[str, Any], max_iter: int = 200, progress: bool = False,
+                 printable: bool = False) -> np.ndarray:
+        """The cantilever's SIMP reference; with ``printable``, SIMP through Langelaar's AM filter for the
+        build direction (:class:`~designgym.envs.structures.am_filter.AMFilter`), whose printed field
+        (black and white: a Heaviside projection sharpens during the run) keeps its solid cells, within
+        the volume allowance, that print without supports and are joined to the clamp
+        (:func:`~designgym.envs.manufacturing.keep_budget_printable`): the design prints by the env's
+        own rule and floats nowhere.
+
+        ``printable`` is off by default: the shipped references are plain SIMP's.
+        """
+        if not printable:
+            return super().optimize(conditions, max_iter=max_iter, progress=progress)
+        conditions = self.check_conditions(conditions)
+        direction = self.BUILD_DIRECTIONS[int(conditions["build_direction"])]
+        grey = simp(self.model, self.force_vector(conditions), conditions["volfrac"], rmin=self.rmin,
+                    max_iter=max_iter, progress=progress, build_direction=direction).density
+        # The projected optimum is black and white: keep its solid (the densest-k cut of a near-0/1 field
+        # can drop one cell of a thin member that dozens above it print on), inside the volume allowance.
+        budget = int(round(conditions["volfrac"] * grey.size))
+        allowed = int(math.floor((conditions["volfrac"] + self.volume_tolerance) * grey.size))
+        cells = min(max(int(np.count_nonzero(grey > 0.5)), budget), allowed)
+        return keep_budget_printable(grey, self._anchored_cells(), cells, direction).astype(np.float32)
 
     def torch_judge(self, device: Any) -> None:
         """None: the printing rules have no batched torch version yet, so the bracket is judged on the CPU."""
