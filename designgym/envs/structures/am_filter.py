@@ -51,16 +51,17 @@ class AMFilter:
         rows, cols = blueprint.shape
         printed = np.empty_like(blueprint)
         printed[-1] = blueprint[-1]  # the baseplate layer
-        supports = np.zeros((rows, 3, cols))
-        sums = np.zeros((rows, cols))
-        support_max = np.zeros((rows, cols))
-        for row in range(rows - 2, -1, -1):
-            padded = np.pad(printed[row + 1], 1)
-            supports[row] = (padded[:-2], padded[1:-1], padded[2:])
-            sums[row] = np.sum(supports[row] ** self.p, axis=0) + 1e-300
+        # The layer under each row, with a void cell at each end: its three supports are three shifted views.
+        below = np.zeros((rows, cols + 2))
+        sums = np.empty((rows, cols))
+        support_max = np.empty((rows, cols))
+        for row in range(rows - 2, -1, -1):  # (SIMP calls this thousands of times: no np.pad, one power)
+            below[row, 1:-1] = printed[row + 1]
+            powers = below[row] ** self.p
+            sums[row] = powers[:-2] + powers[1:-1] + powers[2:] + 1e-300
             support_max[row] = sums[row] ** (1.0 / self.q)
             printed[row] = _smooth_min(blueprint[row], support_max[row], self.eps)
-        self._saved = (blueprint, supports, sums, support_max)
+        self._saved = (blueprint, below, sums, support_max)
         return np.rot90(printed, -self.turns).copy()
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -68,7 +69,7 @@ class AMFilter:
         derivative ``grad`` with respect to the printed field (of the last :meth:`forward`)."""
         if self._saved is None:
             raise RuntimeError("backward needs a forward first")
-        blueprint, supports, sums, support_max = self._saved
+        blueprint, below, sums, support_max = self._saved
         lam = np.rot90(np.asarray(grad, dtype=np.float64), self.turns)
         rows, cols = blueprint.shape
         out = np.zeros_like(blueprint)
@@ -81,11 +82,11 @@ class AMFilter:
             d_max = total * 0.5 * (1.0 + (a - b) / root)
             # d smooth_max / d support_k = (P / Q) * S**(1/Q - 1) * support_k**(P - 1)
             scale = d_max * (self.p / self.q) * sums[row] ** (1.0 / self.q - 1.0)
-            d_support = scale * supports[row] ** (self.p - 1.0)
+            slopes = below[row] ** (self.p - 1.0)
             passed = np.zeros(cols + 2)
-            passed[:-2] += d_support[0]
-            passed[1:-1] += d_support[1]
-            passed[2:] += d_support[2]
+            passed[:-2] += scale * slopes[:-2]
+            passed[1:-1] += scale * slopes[1:-1]
+            passed[2:] += scale * slopes[2:]
             carried = passed[1:-1]
         out[-1] = lam[-1] + carried  # the baseplate layer prints as drawn
         return np.rot90(out, -self.turns).copy()
