@@ -118,6 +118,23 @@ def restore_checkpoint_buffer(model: Any, path: Path, fix: str) -> None:
         raise ValueError(f"replay buffer {path} cannot be read ({type(exc).__name__}: {exc}); {fix}") from None
 
 
+def resume_checkpoint(run_dir: Path, algo: str, timesteps: int) -> Path:
+    """The checkpoint a run resumed up to ``timesteps`` continues from, checked (:func:`check_checkpoint`)."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {run_dir / 'checkpoints'} to resume from (was save_freq 0?); start a new run"
+        )
+    check_checkpoint(checkpoint, algo)
+    steps = checkpoint_steps(checkpoint)
+    if steps >= timesteps:
+        raise ValueError(
+            f"{run_dir} has already reached {steps} of {timesteps} steps; "
+            f"pass --timesteps above {steps} to train it further"
+        )
+    return checkpoint
+
+
 def check_checkpoint(checkpoint: Path, algo: str) -> None:
     """Read a checkpoint's files before anything of the run is touched; a damaged or foreign one is
     named, with the way on. Normalisation statistics must be there when the run normalises: without

@@ -81,6 +81,31 @@ def claim_run_folder(run_dir: Path, resume: bool = False) -> RunFolderClaim:
     return RunFolderClaim(run_dir, fd)
 
 
+def claim_new_run_folder(out: Path, run_name: str | None, default_name: str) -> RunFolderClaim:
+    """A new run folder under ``out``, claimed: ``run_name``, or ``default_name`` (``-2``, ``-3``... added
+    when another run took it in the same second; a name the user gave is theirs to change)."""
+    if run_name:
+        return claim_run_folder(out / run_name)
+    for attempt in range(1, 100):
+        try:
+            return claim_run_folder(out / (default_name if attempt == 1 else f"{default_name}-{attempt}"))
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"run folders {out / default_name}-* are all taken; pass --run-name")
+
+
+def refuse_files_in_the_way(folders: dict[str, str | None]) -> None:
+    """Raise a ``ValueError`` naming the flag when a file stands where one of ``folders`` (by flag), or a
+    folder above it, should be: said before a run starts, not when it first writes there."""
+    for flag, folder in folders.items():
+        if folder is None:
+            continue
+        blocker = next((part for part in (Path(folder), *Path(folder).parents) if part.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            where = f"{flag} {folder}" if blocker == Path(folder) else f"{flag} {folder}: {blocker}"
+            raise ValueError(f"{where} is a file, not a folder; move it, or pass another {flag}")
+
+
 def claim_study_folder(out: Path, study_name: str, storage: str) -> None:
     """Claim the tuning folder ``out`` for the study ``study_name`` in ``storage``; a process joining the
     same study passes, another study is refused.

@@ -58,13 +58,11 @@ from designgym.agents.callbacks import (
 )
 from designgym.agents.checkpoints import (
     CheckpointSaver,
-    check_checkpoint,
     checkpoint_companion,
-    checkpoint_steps,
-    latest_checkpoint,
     restore_checkpoint_buffer,
+    resume_checkpoint,
 )
-from designgym.agents.claims import RunFolderClaim, claim_run_folder
+from designgym.agents.claims import claim_new_run_folder, claim_run_folder, refuse_files_in_the_way
 from designgym.agents.divergence import raise_if_diverged
 from designgym.agents.files import (
     atomic_path,  # noqa: F401  (imported from here before the split)
@@ -226,11 +224,7 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
     _check_threads(config.threads)
-    for flag, folder in (("--out", config.out), ("--tensorboard-log", config.tensorboard_log)):
-        blocker = None if folder is None else _file_on_path(Path(folder))
-        if blocker is not None:
-            where = f"{flag} {folder}" if blocker == Path(folder) else f"{flag} {folder}: {blocker}"
-            raise ValueError(f"{where} is a file, not a folder; move it, or pass another {flag}")
+    refuse_files_in_the_way({"--out": config.out, "--tensorboard-log": config.tensorboard_log})
     for name in ("eval_freq", "save_freq"):
         value = getattr(config, name)
         if value is None:
@@ -238,7 +232,10 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
         elif value < 0:
             raise ValueError(f"{name} must be >= 0 env steps (0: never), got {value}")
     existed = (Path(config.out) / config.run_name).exists() if config.run_name else False
-    claim = _new_run_dir(config)
+    claim = claim_new_run_folder(
+        Path(config.out), config.run_name,
+        f"{config.env.split('/')[-1]}_{config.algo}_s{config.seed}_{datetime.now():%Y%m%d-%H%M%S}",
+    )
     run_dir = claim.run_dir
 
     def record() -> None:
@@ -256,14 +253,6 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
         raise failed.__cause__ from None
     finally:
         claim.release()
-
-
-def _file_on_path(folder: Path) -> Path | None:
-    """The file that stands where ``folder`` or one of its parents should be, if one does."""
-    for part in (folder, *folder.parents):
-        if part.exists():
-            return None if part.is_dir() else part
-    return None
 
 
 def _check_threads(threads: int | None) -> None:
@@ -297,7 +286,7 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | N
         config.threads = threads
     claim = claim_run_folder(run_dir, resume=True)  # one writer: not while it trains, nor resumed twice
     try:
-        checkpoint = _resume_checkpoint(run_dir, config)
+        checkpoint = resume_checkpoint(run_dir, config.algo, config.timesteps)
     except BaseException:
         claim.release()
         raise
@@ -314,23 +303,6 @@ def resume(run_dir: str | Path, timesteps: int | None = None, progress: bool | N
         raise failed.__cause__ from None
     finally:
         claim.release()
-
-
-def _resume_checkpoint(run_dir: Path, config: TrainConfig) -> Path:
-    """The checkpoint a resumed run continues from, checked against the run's settings."""
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {run_dir / 'checkpoints'} to resume from (was save_freq 0?); start a new run"
-        )
-    check_checkpoint(checkpoint, config.algo)
-    steps = checkpoint_steps(checkpoint)
-    if steps >= config.timesteps:
-        raise ValueError(
-            f"{run_dir} has already reached {steps} of {config.timesteps} steps; "
-            f"pass --timesteps above {steps} to train it further"
-        )
-    return checkpoint
 
 
 class _SetupFailed(Exception):
@@ -503,18 +475,3 @@ def _set_up_with(vec_env: VecEnv, config: TrainConfig, settings: dict[str, Any],
         restore_evaluations(evaluator, run_dir / "evaluations.npz")
         callbacks.append(evaluator)
     return model, vec_env, saver, callbacks
-
-
-def _new_run_dir(config: TrainConfig) -> RunFolderClaim:
-    """The run folder, claimed for this process (:mod:`designgym.agents.claims`). A name of our own making
-    that another run took in the same second gets a suffix; a name the user gave is theirs to change."""
-    if config.run_name:
-        return claim_run_folder(Path(config.out) / config.run_name)
-    base = f"{config.env.split('/')[-1]}_{config.algo}_s{config.seed}_{datetime.now():%Y%m%d-%H%M%S}"
-    for attempt in range(1, 100):
-        name = base if attempt == 1 else f"{base}-{attempt}"
-        try:
-            return claim_run_folder(Path(config.out) / name)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"run folders {Path(config.out) / base}-* are all taken; pass --run-name")

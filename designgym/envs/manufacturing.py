@@ -8,6 +8,8 @@ edges (4-connectivity): two cells touching only at a corner are not welded. Void
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
@@ -76,10 +78,7 @@ def floating_fraction(mask: np.ndarray, anchored: np.ndarray) -> float:
     total = int(mask.sum())
     if total == 0:
         return 1.0
-    labels, _ = ndimage.label(mask, structure=SOLID_CONNECTIVITY)
-    held = np.unique(labels[anchored & mask])
-    held = held[held > 0]
-    return float(total - np.count_nonzero(np.isin(labels, held))) / total
+    return float(total - np.count_nonzero(_joined(mask, anchored))) / total
 
 
 def keep_budget_joined(density: np.ndarray, anchored: np.ndarray, cells: int) -> np.ndarray:
@@ -104,20 +103,8 @@ def keep_budget_joined(density: np.ndarray, anchored: np.ndarray, cells: int) ->
     rank[order] = np.arange(total)  # 0 = densest; the tie-break of every choice below
     kept = np.zeros(total, dtype=bool)
     kept[order[:cells]] = True
-    kept = kept.reshape(density.shape)
-    labels, _ = ndimage.label(kept, structure=SOLID_CONNECTIVITY)
-    held = np.unique(labels[anchored & kept])
-    kept = np.isin(labels, held[held > 0])
-    missing = cells - int(kept.sum())
-    while missing > 0:
-        frontier = ndimage.binary_dilation(kept, structure=SOLID_CONNECTIVITY) & ~kept if kept.any() else anchored
-        candidates = np.flatnonzero(frontier.ravel())
-        if candidates.size == 0:
-            break
-        chosen = candidates[np.argsort(rank[candidates], kind="stable")[:missing]]
-        kept.ravel()[chosen] = True
-        missing -= chosen.size
-    return kept
+    kept = _joined(kept.reshape(density.shape), anchored)
+    return _grow(kept, anchored, rank, cells)
 
 
 def keep_budget_printable(density: np.ndarray, anchored: np.ndarray, cells: int, build_direction: str
@@ -141,16 +128,7 @@ def keep_budget_printable(density: np.ndarray, anchored: np.ndarray, cells: int,
     flat = np.asarray(density, dtype=np.float64).ravel()
     rank = np.empty(flat.size, dtype=np.int64)
     rank[np.argsort(-flat, kind="stable")] = np.arange(flat.size)
-    missing = cells - int(kept.sum())
-    while missing > 0:
-        reach = ndimage.binary_dilation(kept, structure=SOLID_CONNECTIVITY) if kept.any() else anchored
-        candidates = np.flatnonzero((reach & ~kept & _would_print(kept, build_direction)).ravel())
-        if candidates.size == 0:
-            break
-        chosen = candidates[np.argsort(rank[candidates], kind="stable")[:missing]]
-        kept.ravel()[chosen] = True
-        missing -= chosen.size
-    return kept
+    return _grow(kept, anchored, rank, cells, allowed=lambda mask: _would_print(mask, build_direction))
 
 
 def _joined(mask: np.ndarray, anchored: np.ndarray) -> np.ndarray:
@@ -158,6 +136,23 @@ def _joined(mask: np.ndarray, anchored: np.ndarray) -> np.ndarray:
     labels, _ = ndimage.label(mask, structure=SOLID_CONNECTIVITY)
     held = np.unique(labels[anchored & mask])
     return np.isin(labels, held[held > 0])
+
+
+def _grow(kept: np.ndarray, anchored: np.ndarray, rank: np.ndarray, cells: int,
+          allowed: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """``kept`` grown to ``cells`` cells from the cells touching it (the ``anchored`` ones when it is
+    empty), a layer at a time, best ``rank`` first (0 = densest), only where ``allowed(kept)`` says so."""
+    missing = cells - int(kept.sum())
+    while missing > 0:
+        reach = ndimage.binary_dilation(kept, structure=SOLID_CONNECTIVITY) if kept.any() else anchored
+        frontier = reach & ~kept if allowed is None else reach & ~kept & allowed(kept)
+        candidates = np.flatnonzero(frontier.ravel())
+        if candidates.size == 0:
+            break
+        chosen = candidates[np.argsort(rank[candidates], kind="stable")[:missing]]
+        kept.ravel()[chosen] = True
+        missing -= chosen.size
+    return kept
 
 
 def _would_print(mask: np.ndarray, build_direction: str) -> np.ndarray:

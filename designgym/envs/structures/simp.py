@@ -118,6 +118,10 @@ def simp(
         blueprint = _grid((h @ x) / hs, nelx, nely)
         return blueprint if am is None else am.forward(_project(blueprint, beta))
 
+    def volume(trial: np.ndarray) -> float:
+        """The volume the constraint holds: of the filtered field, or of what prints from it."""
+        return float(((h @ trial) / hs).mean()) if am is None else float(physical(trial).mean())
+
     history: list[float] = []
     converged = False
     iteration = 0
@@ -132,7 +136,6 @@ def simp(
             dc_grid, dv_grid = am.backward(dc_grid) * slope, am.backward(dv_grid) * slope
         dc = h.T @ (dc_grid.T.ravel() / hs)  # chain rule through the density filter
         dv = h.T @ (dv_grid.T.ravel() / hs)
-        volume = (lambda trial: ((h @ trial) / hs).mean()) if am is None else (lambda trial: physical(trial).mean())
         x_new = _oc_update(x, dc, dv, volfrac, move, volume)
         change = float(np.max(np.abs(x_new - x)))
         x = x_new
