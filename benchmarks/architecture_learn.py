@@ -11,7 +11,7 @@ seeded briefs (the seeds the run's final evaluation uses, 10 000 + seed onward):
 Feasible rate (every rule met), mean reward objective and mean return are printed as a table.
 
     python benchmarks/architecture_learn.py                       # both envs, 16 384 steps each
-    python benchmarks/architecture_learn.py --env FloorPlan-v1 --timesteps 4096
+    python benchmarks/architecture_learn.py --env FloorPlan-v2 --timesteps 4096
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-envs", type=int, default=4)
     args = p.parse_args(argv)
-    envs = [resolve_env_id(e) for e in (args.env or ["FloorPlan-v1", "Massing-v1"])]
+    envs = [resolve_env_id(e) for e in (args.env or ["FloorPlan-v2", "Massing-v2"])]
     print(f"{'env':<22} {'method':<16} {'feasible':>9} {'objective':>10} {'return':>9}")
     for env_id in envs:
         started = time.perf_counter()

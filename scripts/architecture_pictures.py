@@ -1,8 +1,8 @@
 """Pictures of the architectural envs for the README: for a few unseen briefs, the rule-based
 design, the raw generator's (latent 0) and, given a trained run, the agent's, side by side.
 
-    python scripts/architecture_pictures.py --env FloorPlan-v1 --run runs/<run> --out docs/floorplan.png
-    python scripts/architecture_pictures.py --env Massing-v1 --out docs/massing.png   # without an agent
+    python scripts/architecture_pictures.py --env FloorPlan-v2 --run runs/<run> --out docs/floorplan.png
+    python scripts/architecture_pictures.py --env Massing-v2 --out docs/massing.png   # without an agent
 """
 
 from __future__ import annotations

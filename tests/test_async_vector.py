@@ -108,7 +108,7 @@ def test_make_vec_async_with_the_default_start_method(env_id: str) -> None:
     assert_same_rollout(result)
 
 
-@pytest.mark.parametrize("env_id", ["designgym/Extrusion-v2", "designgym/Massing-v1"])
+@pytest.mark.parametrize("env_id", ["designgym/Extrusion-v2", "designgym/Massing-v2"])
 def test_async_vector_env_built_directly_with_fork(env_id: str) -> None:
     result = run_script(
         """

@@ -153,8 +153,8 @@ CASES = {
                                      "its observation space has shape (17,), the env's (16,)"),
     "design: no pretrained agent": (["design", "--env", "faults/Plain-v0", "--agent", "pretrained", "--out", "out.npy"],
                                     "no pretrained agent ships for faults/Plain-v0 (shipped: AMBracket-v1, "
-                                    "Cantilever-v1, Extrusion-v2, ExtrusionSteps-v1, FloorPlan-v1, MBB-v2, "
-                                    "Massing-v1); train one with `designgym train --env faults/Plain-v0`"),
+                                    "Cantilever-v1, Extrusion-v2, ExtrusionSteps-v1, FloorPlan-v2, MBB-v2, "
+                                    "Massing-v2); train one with `designgym train --env faults/Plain-v0`"),
     "eval: unfinished run": (["eval", "--run", UNFINISHED],
                              "has not finished; finish it with `designgym train --resume runs/unfinished`"),
     "eval: not a run folder": (["eval", "--run", "runs"], "runs is not a run folder (no config.json)"),

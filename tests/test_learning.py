@@ -55,7 +55,7 @@ def test_ppo_learns_on_cantilever(tmp_path):
 @pytest.mark.slow
 def test_ppo_finds_feasible_massings_where_random_latents_find_none(tmp_path):
     config = TrainConfig(
-        env="designgym/Massing-v1", algo="ppo", timesteps=4096, seed=0, n_envs=4, out=str(tmp_path),
+        env="designgym/Massing-v2", algo="ppo", timesteps=4096, seed=0, n_envs=4, out=str(tmp_path),
         run_name="learn", eval_episodes=64, device="cpu", eval_freq=0, save_freq=0,
     )
     result = train(config)

@@ -151,14 +151,17 @@ def test_broken_plugin_warns_and_does_not_stop_designgym(plugin_path):
                                       ("MBB-v1", "designgym/MBB-v2"),
                                       ("Cantilever-v0", "designgym/Cantilever-v1"),
                                       ("AMBracket-v0", "designgym/AMBracket-v1"),
-                                      ("FloorPlan-v0", "designgym/FloorPlan-v1"),
-                                      ("Massing-v0", "designgym/Massing-v1")])
+                                      ("FloorPlan-v0", "designgym/FloorPlan-v2"),
+                                      ("FloorPlan-v1", "designgym/FloorPlan-v2"),
+                                      ("Massing-v0", "designgym/Massing-v2"),
+                                      ("designgym/Massing-v1", "designgym/Massing-v2")])
 def test_a_replaced_version_names_its_successor_and_why(old, new):
     import gymnasium as gym
 
     from designgym.envs.registration import RetiredEnvError, resolve_env_id
 
-    why = "v1 .*repair|v1 keeps|v. rewards a one-step design by its own objective"
+    why = ("v1 .*repair|v1 keeps|v. rewards a one-step design by its own objective|v2 decodes .* structured plan"
+           "|v2 repairs")
     with pytest.raises(RetiredEnvError, match=f"was replaced by {new}: ({why})"):
         resolve_env_id(old)
     with pytest.raises(gym.error.DeprecatedEnv, match=new):  # Gymnasium's own words for an old version

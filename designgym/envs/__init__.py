@@ -107,21 +107,29 @@ def _register_builtin() -> None:
         action_mode="direct",
         repair=True,
     )
+    # v2: the latent is a structured description (strip depth, room assignment and orders, aimed
+    # areas) solved into rooms by slicing the footprint (floorplan-slicing), so a design is a plan by
+    # construction; v1 decoded pixels (floorplan-cvae, still shipped for comparison), which met
+    # every rule for no raw sample and no agent.
     register_design_env(
-        "designgym/FloorPlan-v1",
+        "designgym/FloorPlan-v2",
         problem="floor_plan",
-        generator="floorplan-cvae",
+        generator="floorplan-slicing",
         description="House plan for a brief: rooms, areas, doors from the entrance, daylight, adjacencies.",
         source="designgym",
         action_mode="direct",
     )
+    # v2: each decoded massing is repaired (Massing.repair): capped at the zoning envelope, every
+    # storey's plate opened to the minimum width, and scaled to the target floor area, so the envelope
+    # and plate rules hold by construction and the agent's task is the floor area's shape, sun and shadow.
     register_design_env(
-        "designgym/Massing-v1",
+        "designgym/Massing-v2",
         problem="massing",
         generator="massing-cvae",
         description="Building mass on a parcel under setbacks, height and sky plane, at its floor area; sun vs shadow.",
         source="designgym",
         action_mode="direct",
+        repair=True,
     )
     # v1: repaired like the cantilever (v0 judged raw decodings, and loose specks made one in five
     # of a one-shot designer's beams illegal).
@@ -138,8 +146,16 @@ def _register_builtin() -> None:
                "v1 keeps the densest cells at the volume budget that are joined to the supports, so the designs, "
                f"rewards and observations differ; v2 {ONE_EVALUATION}")
     retire_env("designgym/MBB-v1", "designgym/MBB-v2", f"v2 {ONE_EVALUATION}")
-    for name in ("Cantilever", "AMBracket", "FloorPlan", "Massing"):
+    for name in ("Cantilever", "AMBracket"):
         retire_env(f"designgym/{name}-v0", f"designgym/{name}-v1", f"v1 {ONE_EVALUATION}")
+    capped = ("repairs every decoded massing to the zoning envelope, plates at least the minimum width and the "
+              "target floor area, so the designs, rewards and observations differ")
+    retire_env("designgym/Massing-v0", "designgym/Massing-v2", f"v1 {ONE_EVALUATION}; v2 {capped}")
+    retire_env("designgym/Massing-v1", "designgym/Massing-v2", f"v2 {capped}")
+    sliced = ("decodes its latent as a structured plan (corridor, strips of rooms, aimed areas) with the "
+              "floorplan-slicing generator instead of pixels, so the actions, designs and rewards differ")
+    retire_env("designgym/FloorPlan-v0", "designgym/FloorPlan-v2", f"v1 {ONE_EVALUATION}; v2 {sliced}")
+    retire_env("designgym/FloorPlan-v1", "designgym/FloorPlan-v2", f"v2 {sliced}")
 
 
 _register_builtin()

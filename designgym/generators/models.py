@@ -185,4 +185,10 @@ class ConvVAE(Generator):
 
 
 #: Architectures a weights card may name.
-ARCHITECTURES: dict[str, type[Generator]] = {"ConvVAE": ConvVAE}
+def _architectures() -> dict[str, type[Generator]]:
+    from designgym.generators.layouts import SlicingPlanGenerator
+
+    return {"ConvVAE": ConvVAE, "SlicingPlanGenerator": SlicingPlanGenerator}
+
+
+ARCHITECTURES: dict[str, type[Generator]] = _architectures()

@@ -151,6 +151,64 @@ def narrow_plate_cells(storeys: np.ndarray, min_plate: int) -> np.ndarray:
     return out
 
 
+#: Weight of the opened envelope's storeys laid under a design by :meth:`Massing.repair`.
+REPAIR_GROUND = 1e-3
+
+
+def storey_heights(storeys: np.ndarray, floor_height_m: float) -> np.ndarray:
+    """``float32`` heights in metres of exactly ``storeys`` whole storeys each: one that
+    ``float32`` rounds down by a hair (a storey lost to :func:`storey_counts`) is nudged up."""
+    heights = (np.asarray(storeys, dtype=np.float64) * floor_height_m).astype(np.float32)
+    short = storey_counts(heights, floor_height_m) < storeys
+    heights[short] = np.nextafter(heights[short], np.float32(np.inf))
+    return heights
+
+
+def _open_plates(plates: np.ndarray, m: int) -> np.ndarray:
+    """Each plate (the last two axes) opened by an ``m x m`` square: the union of the squares that
+    lie wholly inside it, outside the grid being empty (what ``ndimage.binary_opening`` gives, in
+    a few shifted ANDs and ORs)."""
+    rows, cols = plates.shape[-2:]
+    tops = np.logical_and.reduce([plates[..., t : rows - m + 1 + t, :] for t in range(m)])
+    corners = np.logical_and.reduce([tops[..., t : cols - m + 1 + t] for t in range(m)])  # squares inside
+    cover = np.zeros(corners.shape[:-1] + (cols,), dtype=bool)
+    for t in range(m):
+        cover[..., t : t + cols - m + 1] |= corners
+    out = np.zeros(plates.shape, dtype=bool)
+    for t in range(m):
+        out[..., t : t + rows - m + 1, :] |= cover
+    return out
+
+
+def _fit_storeys(field: np.ndarray, cap: np.ndarray, m: int, target: float) -> np.ndarray:
+    """Storeys of ``field`` (floats) times the factor whose area, in cell-storeys, is nearest
+    ``target``, capped to ``cap`` and every plate opened by an ``m`` square (the largest factor's
+    when all stay under it). The area grows with the factor, in steps only where a cell gains a
+    storey (at ``k / field``): a bisection over those factors brackets the target."""
+    levels = np.arange(1, int(cap.max(initial=0)) + 1)
+    cells = (field > 1e-9) & (cap > 0)  # no infinite factors
+    scales = levels[None, :] / field[cells][:, None]
+    scales = np.unique(scales[levels[None, :] <= cap[cells][:, None]])
+
+    def built(scale: float) -> np.ndarray:
+        whole = np.minimum(cap, np.floor(scale * field + 1e-6))
+        return _open_plates(whole[None] >= levels[:, None, None], m).sum(axis=0)
+
+    if scales.size == 0:
+        return np.zeros(cap.shape, dtype=np.int64)
+    high = built(scales[-1])
+    if high.sum() <= target:
+        return high
+    lo, hi, low = -1, scales.size - 1, np.zeros_like(high)  # area(lo) < target <= area(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if (trial := built(scales[mid])).sum() < target:
+            lo, low = mid, trial
+        else:
+            hi, high = mid, trial
+    return high if high.sum() - target <= target - low.sum() else low
+
+
 class Massing(Problem):
     """Building massing on an urban parcel under zoning, for sun on its facades and little shadow.
 
@@ -422,6 +480,44 @@ class Massing(Problem):
     def as_built(self, design: np.ndarray) -> np.ndarray:
         """The heights that are judged: each cell's whole storeys times the storey height, in metres."""
         return (storey_counts(self.check_design(design), self.floor_height_m) * self.floor_height_m).astype(np.float64)
+
+    def repair(self, design: np.ndarray, conditions: Mapping[str, Any]) -> np.ndarray:
+        """The design's shape scaled to the FAR target inside the envelope, with wide plates only.
+
+        For a factor ``a`` each cell holds ``min(E, floor(a s))`` whole storeys, ``s`` its storeys
+        as a float and ``E`` the envelope's (0 outside the buildable area), and every storey's
+        plate becomes its opening by a ``min_plate`` square (nested still, and opening twice
+        changes nothing). If ``a = 1`` lands in the FAR band, that is the result (a feasible
+        design comes back as built, so repairing twice changes nothing); else the floor area,
+        which only grows with ``a``, picks the factor whose area is nearest the target.
+        Under ``s`` lies the opened envelope's storeys, weighted :data:`REPAIR_GROUND`, so a
+        footprint too small for the band grows into the envelope (from a factor near 60, against
+        about 1 for the design's own cells) and an all-zero design becomes the envelope scaled
+        down; ``s`` times ``1 + 1e-3 row / size`` makes cells of equal storeys gain the next one
+        row by row from the south, not all at once.
+
+        So setback, height, sky_plane and narrow_plates hold by construction; far_band fails
+        when the opened envelope cannot hold ``0.9 far``, or when one step (a storey completing a
+        plate) jumps the band. Whether the massing is any good is the design's own doing.
+
+        Returns:
+            Heights in metres, ``float32`` of the design's shape, each a whole number of storeys.
+        """
+        design = self.check_design(design)
+        conditions = self.check_conditions(conditions)
+        fh, m = self.floor_height_m, self.min_plate
+        envelope = self.envelope(conditions)
+        cap = storey_counts(envelope, fh)
+        cap -= cap * fh > envelope  # never a hair above the envelope, as judged
+        levels = np.arange(1, int(cap.max(initial=0)) + 1)[:, None, None]
+        target = conditions["far"] * float(self.parcel_mask(conditions).sum())  # cell-storeys
+        kept = _open_plates(np.minimum(cap, storey_counts(design, fh)) >= levels, m).sum(axis=0)
+        if 0.9 * target <= kept.sum() <= 1.1 * target:
+            return storey_heights(kept, fh)
+        ground = _open_plates(cap >= levels, m).sum(axis=0)
+        rows = np.arange(self.size)[:, None]
+        field = (design / fh + REPAIR_GROUND * ground) * (1.0 + 1e-3 * rows / self.size)
+        return storey_heights(_fit_storeys(field, cap, m, target), fh)
 
     def _evaluate(self, design: np.ndarray, conditions: Conditions) -> tuple[dict[str, float], dict[str, float]]:
         storeys = storey_counts(design, self.floor_height_m)
