@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                        "vector": "Problem.conditions_vector (each condition scaled to [-1, 1], in this order)"},
         "script": "scripts/make_layout_generator.py",
         "command": f"python scripts/make_layout_generator.py --briefs {args.briefs} --seed {args.seed}",
-        "data": {"source": "none: the generator is not trained; its metrics use briefs drawn with the seed",
-                 "seed": args.seed},
+        "data": {"source": "none: the generator is not trained (its metrics are measured on briefs drawn with "
+                           "the seed)", "seed": args.seed},
         "metrics": metrics,
         "compared_with": {"floorplan-cvae": compared},
         "torch_version": torch.__version__,

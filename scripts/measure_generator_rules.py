@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     path = registry.WEIGHTS_DIR / f"{name}.json"
     card = json.loads(path.read_text())
     card.setdefault("env_metrics", {})[env_id] = {
-        "command": f"python scripts/measure_generator_rules.py --env {env_id} --briefs {args.briefs} --seed {args.seed}",
+        "command": (f"python scripts/measure_generator_rules.py --env {env_id} --briefs {args.briefs} "
+                    f"--seed {args.seed}"),
         "repair": bool(env.repair), **metrics}
     path.write_text(json.dumps(card, indent=2) + "\n")
     for key, value in metrics.items():

@@ -52,6 +52,16 @@ METRIC_NOTES = {
 }
 # Per-rule rates of the architectural generators ("prior_meets/<rule>") are explained by their prefix.
 PREFIX_NOTES = {
+    "prior_raw_meets/": "share of raw samples that meet this rule before the env's repair",
+    "prior_repaired_meets/": "share of raw samples that meet this rule after the env's repair",
+    "prior_mean_raw_meets/": "share of prior-mean designs (z = 0) that meet this rule before the env's repair",
+    "prior_mean_repaired_meets/": "share of prior-mean designs (z = 0) that meet this rule after the env's repair",
+    "prior_raw_feasible": "share of raw samples meeting every rule before the env's repair",
+    "prior_repaired_feasible": "share of raw samples meeting every rule after the env's repair",
+    "prior_mean_raw_feasible": "the same for z = 0 before the repair",
+    "prior_mean_repaired_feasible": "the same for z = 0 after the repair",
+    "prior_mean_ms": "milliseconds per decode of z = 0",
+    "prior_ms": "milliseconds per decode of a raw sample",
     "prior_meets/": "share of raw samples that meet this rule",
     "prior_mean_meets/": "share of prior-mean designs (z = 0) that meet this rule",
     "prior_mean_mean_": "mean reward objective of prior-mean designs",
@@ -70,7 +80,8 @@ def render(directory: Path = registry.WEIGHTS_DIR) -> str:
         "# Model cards of the shipped generators",
         "",
         "Written by `scripts/model_cards.py` from the JSON cards in `designgym/generators/weights/`,",
-        "which `scripts/train_generator.py` and `scripts/train_architecture_generator.py` write beside each",
+        "which `scripts/train_generator.py`, `scripts/train_architecture_generator.py` and",
+        "`scripts/make_layout_generator.py` write beside each",
         "generator's weights. Load one with",
         '`designgym.generators.load("<name>")`; the sha256 below is checked on every load.',
         "",
@@ -87,23 +98,39 @@ def render(directory: Path = registry.WEIGHTS_DIR) -> str:
             f"designs {card['design_shape'][0]} x {card['design_shape'][1]}",
             f"- weights: `{weights.name}`, {weights.stat().st_size / 1e6:.2f} MB, sha256 `{card['sha256']}`",
             f"- made by: `{card['command']}`",
-            f"- trained on: {card.get('trained_on', 'CPU')}, {card['train_seconds']} s, "
-            f"torch {card['torch_version']}",
-            f"- data: `{json.dumps(card['data'], sort_keys=True)}`",
-            f"- training: `{json.dumps(card['training'], sort_keys=True)}`",
-            f"- final loss: reconstruction {card['final_loss']['reconstruction']:.2f}, "
-            f"KL {card['final_loss']['kl']:.2f}",
-            "",
-            "| metric | value | meaning |",
-            "| --- | --- | --- |",
         ]
-        metrics = card["metrics"]
-        for key in [k for k in METRIC_NOTES if k in metrics] + [k for k in metrics if k not in METRIC_NOTES]:
-            value = metrics[key]
-            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-            lines.append(f"| `{key}` | {shown} | {_note(key)} |")
-        lines.append("")
+        if "train_seconds" in card:  # a trained generator
+            lines += [
+                f"- trained on: {card.get('trained_on', 'CPU')}, {card['train_seconds']} s, "
+                f"torch {card['torch_version']}",
+                f"- data: `{json.dumps(card['data'], sort_keys=True)}`",
+                f"- training: `{json.dumps(card['training'], sort_keys=True)}`",
+                f"- final loss: reconstruction {card['final_loss']['reconstruction']:.2f}, "
+                f"KL {card['final_loss']['kl']:.2f}",
+            ]
+        else:
+            lines.append(f"- data: {card['data']['source']}")
+        if "parameters" in card:
+            lines.append(f"- latent numbers, in order: {', '.join(f'`{p}`' for p in card['parameters'])}")
+        lines += _table(card["metrics"])
+        for other, metrics in card.get("compared_with", {}).items():
+            lines += [f"The same measures of `{other}` on the same briefs and latents:", ""]
+            lines += _table(metrics)
+        for env_id, metrics in card.get("env_metrics", {}).items():
+            lines += [f"Inside `{env_id}` (repair: {'yes' if metrics['repair'] else 'no'}), measured by "
+                      f"`{metrics['command']}`:", ""]
+            lines += _table({k: v for k, v in metrics.items() if k not in ("command", "repair")})
     return "\n".join(lines)
+
+
+def _table(metrics: dict) -> list[str]:
+    lines = ["", "| metric | value | meaning |", "| --- | --- | --- |"]
+    for key in [k for k in METRIC_NOTES if k in metrics] + [k for k in metrics if k not in METRIC_NOTES]:
+        value = metrics[key]
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"| `{key}` | {shown} | {_note(key)} |")
+    lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
