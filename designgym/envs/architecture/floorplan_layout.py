@@ -10,10 +10,12 @@ construction:
   strip reaches the back wall (shallower behind an L or U notch), in front of it the front strip
   reaches the street;
 - each strip is cut into rectangles (an L-shaped room where a back room spans the notch's step)
-  by a dynamic programme that chooses the cut positions nearest the aimed areas while holding every
-  room inside its area range, at least its minimum width wide and deep on every part, and at most
-  3:1 in its bounding box. A room whose strip is too deep for its largest area keeps to the outside
-  wall and leaves an alcove of the corridor in front of it;
+  by a dynamic programme that holds every room inside its area range, at least its minimum width
+  wide and deep on every part, and at most 3:1 in its bounding box, and among such cuts keeps the
+  rooms rectangular and the corridor short first (the quality a cut loses, weighted
+  :data:`SHAPE_WEIGHT`) and the rooms near their aimed areas second. A room whose strip is too
+  deep for its largest area keeps to the outside wall and leaves an alcove of the corridor in
+  front of it;
 - neighbours in a strip are never of one type (they would merge into one room); the living room
   holds the front door; the kitchen sits next to the living room and a bathroom next to a bedroom
   when the brief asks.
@@ -24,10 +26,13 @@ rules only the area ranges can fail, and only when no cut of any description fit
 ranges are relaxed and the plan says so by its ``room_area``).
 
 The description ``u`` is a vector of :data:`PARAMETERS` numbers in ``(0, 1)``; the generator gets
-it from a standard normal latent through the normal CDF. The four discrete choices each pick a
-preferred option from an ordered list (``u * len``); when the preferred combination has no valid
-cut, the nearest alternatives are tried in turn (depth first, then the room assignment, then the
-orders), so every ``u`` decodes to a plan and nearby ``u`` decode to the same or a related one.
+it from a standard normal latent through the normal CDF. The discrete choices each pick a
+preferred option from an ordered list (``u * len``): the room assignment; the back strip's depth
+among the three whose strip areas best fit the assigned rooms' aims; and the orders of the rooms,
+of which the :data:`ORDERS_COMPARED` nearest the preferred one that cut are compared and the
+cheapest cut kept. When the preferred combination has no valid cut, the nearest alternatives are
+tried in turn (the assignment, then the depth), so every ``u`` decodes to a plan and nearby ``u``
+decode to the same or a related one.
 """
 
 from __future__ import annotations
@@ -67,6 +72,11 @@ CORRIDOR = 2  # cells: 1 m, circulation's minimum width
 _MIN = {LIVING: 4, KITCHEN: 4, BEDROOM: 4, BATHROOM: 3, CIRCULATION: 2}
 _NAMES = {LIVING: "living", KITCHEN: "kitchen", BEDROOM: "bedroom", BATHROOM: "bathroom"}
 _AREA_SLOT = {LIVING: (4,), KITCHEN: (5,), BEDROOM: (6, 7, 8), BATHROOM: (9, 10)}
+#: Weight of the quality a cut loses (in shares of the footprint) against the squared relative
+#: errors of its rooms' areas from their aims.
+SHAPE_WEIGHT = 10.0
+#: Orders of the rooms compared per strip (the nearest ``u`` first); the cheapest cut wins.
+ORDERS_COMPARED = 6
 #: Most (row-segment, order) solves one decode tries before relaxing the area ranges.
 _MAX_SOLVES = 2000
 
@@ -119,10 +129,11 @@ class _Row:
         self.entrance = entrance  # the door's column, relative to x0, for the front strip
         self.hall = False  # whether the front door opens into a hall rather than the living room
         self._rooms: dict[tuple[int, int, int, bool, bool], tuple[float, int] | None] = {}
-        self._options: dict[tuple[int, int, bool, bool], list[tuple[int, float, int]]] = {}
+        self._options: dict[tuple[int, bool, bool], list[list[tuple[int, float, int, float]]]] = {}
+        self.footprint_cells = 1.0  # set by the brief: the unit of the quality a cut loses
         #: Orders that cannot be cut at all (whatever the aimed areas): tried once per brief.
         self.impossible: set[tuple] = set()
-        self._cuts: dict[tuple, list[tuple[int, int, int, int]] | None] = {}
+        self._cuts: dict[tuple, tuple[list[tuple[int, int, int, int]], float] | None] = {}
         self._narrowest: dict[tuple[int, bool, bool], int] = {}
 
     def room(self, code: int, a: int, b: int, relaxed: bool) -> tuple[float, int] | None:
@@ -168,16 +179,30 @@ class _Row:
             return None
         return float(depth * width), depth
 
-    def options(self, code: int, a: int, relaxed: bool) -> list[tuple[int, float, int]]:
-        """``(b, area, room_depth)`` of every valid room of type ``code`` starting at column ``a``."""
+    def options(self, code: int, a: int, relaxed: bool) -> list[tuple[int, float, int, float]]:
+        """``(b, area, room_depth, lost)`` of every valid room of type ``code`` starting at column ``a``
+        (``lost``: the quality it costs, in cells; see :meth:`_lost`)."""
         key = (code, relaxed, self.hall)
         found = self._options.get(key)
         if found is None:
             valid, area, depth = self.table(code, relaxed)
             found = self._options[key] = [[] for _ in range(len(self.depths) + 1)]
             for a0, b0 in zip(*np.nonzero(valid), strict=True):
-                found[a0].append((int(b0), float(area[a0, b0]), int(depth[a0, b0])))
+                room_area, room_depth = float(area[a0, b0]), int(depth[a0, b0])
+                found[a0].append((int(b0), room_area, room_depth, self._lost(code, a0, b0, room_area, room_depth)))
         return found[a]
+
+    def _lost(self, code: int, a: int, b: int, area: float, depth: int) -> float:
+        """Cells of quality a room costs the plan: the corridor cells of a hall or of an alcove in
+        front of the room, and for a room of two depths the area it loses to its bounding box
+        (compactness is the area-weighted mean of area over bounding box)."""
+        if code == CIRCULATION:
+            return area
+        deep = int(self._deep[a, b - 1])
+        box = float((b - a) * deep)
+        if depth < deep:
+            return box - area  # the alcove
+        return area * (1.0 - area / box)
 
     def table(self, code: int, relaxed: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`room` for every ``(a, b)`` at once, as ``(valid, area, room_depth)`` arrays of
@@ -244,9 +269,12 @@ class _Row:
         return self._narrowest[key]
 
     def cut(self, types: Sequence[int], wanted: Sequence[float], relaxed: bool,
-            need_pair: bool = False) -> list[tuple[int, int, int, int]] | None:
-        """Cut the row into ``types`` in order, each nearest its ``wanted`` area (relative squared
-        error, summed): ``[(code, a, b, room_depth)]`` in absolute columns, or None.
+            need_pair: bool = False) -> tuple[list[tuple[int, int, int, int]], float] | None:
+        """Cut the row into ``types`` in order: ``([(code, a, b, room_depth)], cost)`` in absolute
+        columns, or None. The cost sums each room's relative squared error from its ``wanted`` area
+        and, weighted :data:`SHAPE_WEIGHT`, the quality it loses (alcoves, halls and rooms of two
+        depths, in footprint shares): the cut keeps rooms rectangular and corridors short first,
+        and near their aimed areas among the cuts that do.
 
         ``need_pair``: a bathroom and a bedroom must share a wall. Rooms keep to the back wall, so
         two neighbours meet when the strip has one depth either side of their common edge (across
@@ -262,7 +290,7 @@ class _Row:
         return found
 
     def _cut(self, types: Sequence[int], wanted: Sequence[float], relaxed: bool,
-             need_pair: bool) -> list[tuple[int, int, int, int]] | None:
+             need_pair: bool) -> tuple[list[tuple[int, int, int, int]], float] | None:
         n, k = len(self.depths), len(types)
         inf = math.inf
         # cost[j][a][f]: the best first j rooms ending at column a, f = whether a pair edge was cut.
@@ -278,8 +306,9 @@ class _Row:
                     if base == inf:
                         continue
                     g = 1 if f or (pair_edge and self.depths[a - 1] == self.depths[a]) else 0
-                    for b, area, _ in self.options(code, a, relaxed):
-                        c = base + (((area - want) / want) ** 2 if wanted[j] > 0 else 0.01 * (b - a))
+                    for b, area, _, lost in self.options(code, a, relaxed):
+                        fit = ((area - want) / want) ** 2 if wanted[j] > 0 else 0.0
+                        c = base + fit + SHAPE_WEIGHT * lost / self.footprint_cells
                         if c < cost[j + 1][b][g]:
                             cost[j + 1][b][g] = c
                             back[(j + 1, b, g)] = (a, f)
@@ -288,13 +317,13 @@ class _Row:
             self.impossible.add((tuple(types), relaxed, need_pair, self.hall))
             return None
         out = []
-        b = n
+        total, b = cost[k][n][f], n
         for j in range(k, 0, -1):
             a, f = back[(j, b, f)]
-            depth = next(d for end, _, d in self.options(types[j - 1], a, relaxed) if end == b)
+            depth = next(d for end, _, d, _ in self.options(types[j - 1], a, relaxed) if end == b)
             out.append((types[j - 1], self.x0 + a, self.x0 + b, depth))
             b = a
-        return out[::-1]
+        return out[::-1], total
 
 
 class _Brief:
@@ -349,6 +378,8 @@ class _Brief:
                 cols = np.nonzero(depths)[0]
                 runs = np.split(cols, np.nonzero(np.diff(cols) > 1)[0] + 1)
                 rows = [_Row(c0 + int(r[0]), depths[r[0] : r[-1] + 1], self.cells, None) for r in runs]
+            for row in rows:
+                row.footprint_cells = float(self.footprint.sum())
             self._rows[key] = rows
         return self._rows[key]
 
@@ -380,7 +411,7 @@ def _solve(brief: _Brief, u: np.ndarray, relaxed: bool) -> tuple[int, list] | No
             front_orders = _front_orders(front, brief.kitchen_living)
             if not back_orders or not front_orders:
                 continue
-            front_cut = None
+            fronts = []  # (cost, cut) of up to ORDERS_COMPARED orders that cut, nearest u first
             for m in _nearest_first(len(front_orders), u[3]):
                 order = front_orders[m]
                 if brief.bath_bedroom and not _pair(order) and not any(any(map(_pair, o)) for o in back_orders):
@@ -389,12 +420,16 @@ def _solve(brief: _Brief, u: np.ndarray, relaxed: bool) -> tuple[int, list] | No
                 if not front_row.can_cut(order, relaxed):
                     continue
                 solves += 1
-                front_cut = front_row.cut(order, _wanted(brief, order, u, {}), relaxed, need_pair=False)
-                if front_cut is not None:
-                    break
-            if front_cut is None:
+                found = front_row.cut(order, _wanted(brief, order, u, {}), relaxed, need_pair=False)
+                if found is not None:
+                    fronts.append((found[1], len(fronts), found[0]))
+                    if len(fronts) == ORDERS_COMPARED:
+                        break
+            if not fronts:
                 continue
+            front_cut = min(fronts)[2]
             front_pair = _pair([t for t, *_ in front_cut])
+            backs = []
             for m in _nearest_first(len(back_orders), u[2]):
                 chains = back_orders[m]
                 # The chain that must hold the bathroom beside a bedroom: the first one that can.
@@ -402,23 +437,26 @@ def _solve(brief: _Brief, u: np.ndarray, relaxed: bool) -> tuple[int, list] | No
                     (i for i, chain in enumerate(chains) if _pair(chain)), None)
                 if paired is None:
                     continue
-                used: dict[int, int] = {}
-                for t, *_ in front_cut:
-                    used[t] = used.get(t, 0) + 1
-                rooms = []
                 if not all(row.can_cut(chain, relaxed, i == paired)
                            for i, (row, chain) in enumerate(zip(back_rows, chains, strict=True))):
                     continue
+                rooms, total = [], 0.0
+                used = {t: sum(1 for r in front_cut if r[0] == t) for t in _AREA_SLOT}  # area slots taken
                 for i, (row, chain) in enumerate(zip(back_rows, chains, strict=True)):
                     solves += 1
                     found = row.cut(chain, _wanted(brief, chain, u, used), relaxed, need_pair=i == paired)
                     if found is None:
                         break
-                    rooms.extend((*r, "back") for r in found)
+                    rooms.extend((*r, "back") for r in found[0])
+                    total += found[1]
                 else:
-                    return dn, rooms + [(*r, "front") for r in front_cut]
+                    backs.append((total, len(backs), rooms))
+                    if len(backs) == ORDERS_COMPARED:
+                        break
                 if solves > _MAX_SOLVES:
-                    return None
+                    break
+            if backs:
+                return dn, min(backs)[2] + [(*r, "front") for r in front_cut]
             if solves > _MAX_SOLVES:
                 return None
     return None
