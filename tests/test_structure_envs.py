@@ -111,8 +111,7 @@ def counted_decodes(generator, monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("env_id, name", [("designgym/FloorPlan-v2", "floor_plan"),
-                                          ("designgym/Massing-v2", "massing")])
+@pytest.mark.parametrize("env_id, name", [("designgym/FloorPlan-v2", "floor_plan")])
 def test_repair_on_a_problem_without_one_is_refused_by_name(env_id, name):
     with pytest.raises(ValueError, match=f"repair=True, but problem {name} has no repair step"):
         gym.make(env_id, repair=True)
