@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = test_split(env_id, args.cases)
         agent = load_agent(args.agent, env_id=env_id)
         zero = np.zeros(gym.make(env_id).action_space.shape, dtype=np.float32)
-        results[env_id] = {"agent": judge(env_id, agent.act, cases), "z = 0": judge(env_id, lambda _: zero, cases)}
+        results[env_id] = {"agent": judge(env_id, agent.act, cases), "z = 0": judge(env_id, lambda _, z=zero: z, cases)}
         for who, figures in results[env_id].items():
             print(f"{env_id} {who}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if k != "cases"))
     if args.out:
