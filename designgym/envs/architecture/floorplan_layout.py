@@ -104,7 +104,8 @@ def _orders(items: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
 class _Row:
     """One run of columns of a strip to be cut into rooms: its columns' depths and its cut cache."""
 
-    def __init__(self, x0: int, depths: np.ndarray, targets: dict[int, tuple[float, float]], entrance: int | None):
+    def __init__(self, x0: int, depths: np.ndarray, targets: dict[int, tuple[float, float]], entrance: int | None,
+                 footprint_cells: float):
         self.x0 = x0
         self.depths = depths
         self.cum = np.concatenate([[0], np.cumsum(depths)])
@@ -128,9 +129,8 @@ class _Row:
         self.targets = targets
         self.entrance = entrance  # the door's column, relative to x0, for the front strip
         self.hall = False  # whether the front door opens into a hall rather than the living room
-        self._rooms: dict[tuple[int, int, int, bool, bool], tuple[float, int] | None] = {}
         self._options: dict[tuple[int, bool, bool], list[list[tuple[int, float, int, float]]]] = {}
-        self.footprint_cells = 1.0  # set by the brief: the unit of the quality a cut loses
+        self.footprint_cells = footprint_cells  # the unit of the quality a cut loses
         #: Orders that cannot be cut at all (whatever the aimed areas): tried once per brief.
         self.impossible: set[tuple] = set()
         self._cuts: dict[tuple, tuple[list[tuple[int, int, int, int]], float] | None] = {}
@@ -138,13 +138,10 @@ class _Row:
 
     def room(self, code: int, a: int, b: int, relaxed: bool) -> tuple[float, int] | None:
         """``(area, room_depth)`` of a room of type ``code`` on columns ``[a, b)``, or None when no
-        such room meets the rules (room_depth < the strip's depth: an alcove in front of it)."""
-        key = (code, a, b, relaxed, self.hall)
-        if key not in self._rooms:
-            self._rooms[key] = self._room(code, a, b, relaxed)
-        return self._rooms[key]
+        such room meets the rules (room_depth < the strip's depth: an alcove in front of it).
 
-    def _room(self, code: int, a: int, b: int, relaxed: bool) -> tuple[float, int] | None:
+        The rules as one readable definition; decoding uses :meth:`table`, the same rules in numpy
+        for every ``(a, b)`` at once (a test holds the two equal)."""
         k = _MIN[code]
         width = b - a
         if width < k:
@@ -368,18 +365,17 @@ class _Brief:
         if key not in self._rows:
             g = self.g
             c0, w = g["c0"], g["w"]
+            cells = float(self.footprint.sum())
             if strip == "front":
                 depth = g["d"] - dn - CORRIDOR
-                rows = [_Row(c0, np.full(w, depth), self.cells, self.entrance - c0)]
+                rows = [_Row(c0, np.full(w, depth), self.cells, self.entrance - c0, cells)]
             else:
                 depths = np.full(w, dn)
                 if g["nw"]:
                     depths[g["n0"] - c0 : g["n1"] - c0] = dn - g["nd"]
                 cols = np.nonzero(depths)[0]
                 runs = np.split(cols, np.nonzero(np.diff(cols) > 1)[0] + 1)
-                rows = [_Row(c0 + int(r[0]), depths[r[0] : r[-1] + 1], self.cells, None) for r in runs]
-            for row in rows:
-                row.footprint_cells = float(self.footprint.sum())
+                rows = [_Row(c0 + int(r[0]), depths[r[0] : r[-1] + 1], self.cells, None, cells) for r in runs]
             self._rows[key] = rows
         return self._rows[key]
 
@@ -535,10 +531,13 @@ def layout(problem: FloorPlan, conditions: Mapping[str, Any], u: np.ndarray, bri
     dn, rooms = found
     rc = g["r0"] + dn
     grid[rc : rc + CORRIDOR, g["c0"] : g["c0"] + g["w"]] = CIRCULATION
+    profile = np.zeros(n, dtype=int)  # the back strip's depth per column
+    for row in brief.rows(dn, "back"):
+        profile[row.x0 : row.x0 + len(row.depths)] = row.depths
     for code, a, b, depth, strip in rooms:
         if strip == "back":
             for x in range(a, b):
-                strip_depth = _back_depth(g, dn, x)
+                strip_depth = int(profile[x])
                 top = rc - strip_depth
                 grid[top:rc, x] = CIRCULATION  # an alcove of the corridor in front of a shallow room ...
                 grid[top : top + min(depth, strip_depth), x] = code  # ... which keeps to the outside wall
@@ -546,11 +545,6 @@ def layout(problem: FloorPlan, conditions: Mapping[str, Any], u: np.ndarray, bri
             grid[rc + CORRIDOR : n, a:b] = CIRCULATION
             grid[n - depth : n, a:b] = code
     return grid
-
-
-def _back_depth(g: Mapping[str, int], dn: int, x: int) -> int:
-    """Depth of the back strip in column ``x``."""
-    return dn - g["nd"] if g["nw"] and g["n0"] <= x < g["n1"] else dn
 
 
 class Briefs:

@@ -140,15 +140,10 @@ def narrow_plate_cells(storeys: np.ndarray, min_plate: int) -> np.ndarray:
     by a morphological opening with a ``min_plate`` square is too narrow to lay out (a wing, a
     spire, a sliver). Outside the grid counts as empty.
     """
-    out = np.zeros(storeys.shape, dtype=np.int64)
     if min_plate <= 1:
-        return out
-    square = np.ones((min_plate, min_plate), dtype=bool)
-    for k in range(1, int(storeys.max(initial=0)) + 1):
-        plate = storeys >= k
-        opened = ndimage.binary_opening(plate, structure=square)
-        out += plate & ~opened
-    return out
+        return np.zeros(storeys.shape, dtype=np.int64)
+    plates = storeys >= np.arange(1, int(storeys.max(initial=0)) + 1)[:, None, None]
+    return (plates & ~_open_plates(plates, min_plate)).sum(axis=0, dtype=np.int64)
 
 
 #: Weight of the opened envelope's storeys laid under a design by :meth:`Massing.repair`.
