@@ -67,8 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, help="a SIMP data set (.npz) to train on instead of extrusion sections")
     p.add_argument(
         "--mirror", action="store_true",
-        help="add each cantilever design flipped top to bottom: the optimum for the mirrored load "
-        "(load_y -> 1 - load_y, load_angle -> -load_angle), exactly, as compliance is even in the force",
+        help="add each cantilever (or bracket) design flipped top to bottom: the optimum for the mirrored load "
+        "(load_y -> 1 - load_y, load_angle -> -load_angle, a bracket's build direction up <-> down), as "
+        "compliance is even in the force",
     )
     p.add_argument(
         "--conditional", action="store_true",
@@ -135,8 +136,21 @@ def mirrored_conditions(conditions: list[dict[str, float]]) -> list[dict[str, fl
 
     Flipping the rows turns the force ``(sin a, -cos a)`` into ``(sin a, cos a)``, which is
     ``-(sin(-a), -cos(-a))``; compliance is even in the force, so ``-a`` has the same optimum.
+    A bracket's build direction flips with it: up and down trade places (the printing rule of the
+    flipped part, built the other way), left and right stay.
     """
-    return [{**c, "load_y": 1.0 - c["load_y"], "load_angle": -c["load_angle"]} for c in conditions]
+    flipped = []
+    for c in conditions:
+        mirror = {**c, "load_y": 1.0 - c["load_y"], "load_angle": -c["load_angle"]}
+        if "build_direction" in c:
+            mirror["build_direction"] = _FLIPPED_DIRECTION[int(c["build_direction"])]
+        flipped.append(mirror)
+    return flipped
+
+
+#: The build direction of a bracket flipped top to bottom, by index into AMBracket.BUILD_DIRECTIONS
+#: (up, left, down, right).
+_FLIPPED_DIRECTION = {0: 2, 1: 1, 2: 0, 3: 3}
 
 
 def structure_metrics(
@@ -210,8 +224,8 @@ def train_on_structures(args: argparse.Namespace, config: VAETrainingConfig, arg
     n_held = max(1, len(designs) // 10)
     train, train_conditions = designs[:-n_held], conditions[:-n_held]
     if args.mirror:
-        if settings["problem"] != "cantilever":
-            raise SystemExit(f"--mirror is exact only for the cantilever, not {settings['problem']!r}")
+        if settings["problem"] not in ("cantilever", "am_bracket"):
+            raise SystemExit(f"--mirror holds only for the cantilever and the bracket, not {settings['problem']!r}")
         train = np.concatenate([train, mirrored_cantilevers(train)])
         train_conditions = train_conditions + mirrored_conditions(train_conditions)
     vectors = None

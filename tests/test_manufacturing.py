@@ -157,7 +157,7 @@ def test_45_degree_walls_print_and_flat_overhangs_do_not():
     assert overhang_fraction(shallow, "up") > 0
 
 
-@pytest.mark.parametrize("direction, turns", [("up", 0), ("left", 1), ("down", 2), ("right", 3)])
+@pytest.mark.parametrize("direction, turns", [("up", 0), ("left", 3), ("down", 2), ("right", 1)])
 def test_build_direction_turns_the_rule_with_the_part(direction, turns):
     tee = np.zeros((10, 10), dtype=bool)
     tee[5:10, 4:6] = True

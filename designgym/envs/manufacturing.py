@@ -119,16 +119,21 @@ def keep_budget_printable(density: np.ndarray, anchored: np.ndarray, cells: int,
     is smaller than ``cells``.
     """
     anchored = np.asarray(anchored, dtype=bool)
-    kept = keep_budget_joined(density, anchored, cells)
-    while True:
-        pruned = _joined(printed_mask(kept, build_direction), anchored)
-        if np.array_equal(pruned, kept):
-            break
-        kept = pruned
+    kept = _printable_joined(keep_budget_joined(density, anchored, cells), anchored, build_direction)
     flat = np.asarray(density, dtype=np.float64).ravel()
     rank = np.empty(flat.size, dtype=np.int64)
     rank[np.argsort(-flat, kind="stable")] = np.arange(flat.size)
     return _grow(kept, anchored, rank, cells, allowed=lambda mask: _would_print(mask, build_direction))
+
+
+def _printable_joined(mask: np.ndarray, anchored: np.ndarray, build_direction: str) -> np.ndarray:
+    """``mask`` less the cells that do not print and what that leaves hanging on nothing, until neither
+    drops a cell."""
+    while True:
+        pruned = _joined(printed_mask(mask, build_direction), anchored)
+        if np.array_equal(pruned, mask):
+            return pruned
+        mask = pruned
 
 
 def _joined(mask: np.ndarray, anchored: np.ndarray) -> np.ndarray:
@@ -249,8 +254,10 @@ def load_path_broken(mask: np.ndarray, anchored: np.ndarray, loaded: np.ndarray)
     return 0.0 if at_load & at_support else 1.0
 
 
-#: Quarter turns (``numpy.rot90``) that bring each build direction to "up": the baseplate under the bottom row.
-BUILD_TURNS = {"up": 0, "left": 1, "down": 2, "right": 3}
+#: Quarter turns (``numpy.rot90``, counter-clockwise) that bring each build direction to "up": the baseplate
+#: under the bottom row. ``right`` (layers grow toward +x) has its baseplate against the left column, which one
+#: quarter turn brings to the bottom; ``left`` has it against the right column.
+BUILD_TURNS = {"up": 0, "left": 3, "down": 2, "right": 1}
 
 
 def printed_mask(mask: np.ndarray, build_direction: str = "up") -> np.ndarray:
@@ -304,15 +311,24 @@ def member_size_violation(mask: np.ndarray, r_min: float, allowance: int = 0) ->
     counts, and a staircase edge (any slanted edge on a grid) counts at each step. ``allowance=k``
     forgives changes within ``k`` cells (8-neighbourhood) of the opened or closed shape's edge:
     pixel steps and corners pass, struts and gaps narrower than the disk still count beyond ``k``
-    cells from thicker material.
+    cells from thicker material. :func:`member_defects` says which cells.
     """
+    mask = np.asarray(mask, dtype=bool)
     total = int(mask.sum())
     if total == 0:
         return 1.0
-    if r_min < 1:
-        return 0.0
+    thin, narrow = member_defects(mask, r_min, allowance)
+    return float(np.count_nonzero(thin) + np.count_nonzero(narrow)) / total
+
+
+def member_defects(mask: np.ndarray, r_min: float, allowance: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The cells :func:`member_size_violation` counts: ``(thin, narrow)``, the solid cells an opening with
+    the disk removes and the void cells a closing fills, each beyond the ``allowance``."""
+    mask = np.asarray(mask, dtype=bool)
     if allowance < 0:
         raise ValueError(f"allowance must be >= 0 cells, got {allowance}")
+    if r_min < 1 or not mask.any():
+        return np.zeros_like(mask), np.zeros_like(mask)
     element = disk(r_min)
     pad = element.shape[0] + allowance
     padded = np.pad(mask, pad)
@@ -322,8 +338,104 @@ def member_size_violation(mask: np.ndarray, r_min: float, allowance: int = 0) ->
         square = np.ones((3, 3), dtype=bool)
         opened = ndimage.binary_dilation(opened, structure=square, iterations=allowance) & padded
         closed = ndimage.binary_erosion(closed, structure=square, iterations=allowance, border_value=1) | padded
-    changed = np.count_nonzero(padded & ~opened) + np.count_nonzero(closed & ~padded)
-    return float(changed) / total
+    inside = (slice(pad, pad + mask.shape[0]), slice(pad, pad + mask.shape[1]))
+    # A closing never fills outside the grid's own cells beyond what the padding holds: only the grid counts.
+    return (padded & ~opened)[inside], (closed & ~padded)[inside]
+
+
+def keep_budget_printable_members(density: np.ndarray, anchored: np.ndarray, cells: int, build_direction: str,
+                                  r_min: float, allowance: int = 0, max_cells: int | None = None,
+                                  searches: int = 7) -> np.ndarray:
+    """:func:`keep_budget_printable` with no member thinner nor gap narrower than the disk of ``r_min``
+    (:func:`member_defects` with ``allowance``), in at most ``max_cells`` (default ``cells``) cells.
+
+    Thin members are thickened, not cut (a cut strut may be the one that carries the load): the cells
+    next to each thin cell and every narrow gap are added where they print, until no defect is left
+    (adding a cell never stops another from printing or from being joined, so the mask keeps both
+    rules); where that overshoots ``max_cells``, cells come off the edges of the thick parts, the least
+    dense first (:func:`_trim`), and failing that the printable mask is taken again from fewer of the
+    densest cells, for at most ``searches`` tries. Where none gives a clean mask, the result is :func:`keep_budget_printable`'s
+    at ``cells``, which prints and floats nowhere but keeps its defects.
+    """
+    anchored = np.asarray(anchored, dtype=bool)
+    cells = int(cells)
+    limit = cells if max_cells is None else max(int(max_cells), cells)
+
+    def attempt(budget: int) -> tuple[np.ndarray, bool]:
+        kept, clean = thickened_printable(density, anchored, budget, build_direction, r_min, allowance)
+        if clean and int(kept.sum()) > limit:
+            kept, clean = _trim(kept, density, anchored, build_direction, r_min, allowance, limit)
+        return kept, clean
+
+    budget = cells
+    for _ in range(max(int(searches), 1)):
+        kept, clean = attempt(budget)
+        if clean and int(kept.sum()) <= limit:
+            return kept
+        # Start again from fewer of the densest cells: fewer by the overshoot where the thickened mask was
+        # clean, by a fiftieth of the budget where it was not.
+        budget -= max(int(kept.sum()) - limit, 1) if clean else max(cells // 50, 1)
+        if budget <= 0:
+            break
+    return keep_budget_printable(density, anchored, cells, build_direction)
+
+
+def thickened_printable(density: np.ndarray, anchored: np.ndarray, cells: int, build_direction: str, r_min: float,
+                        allowance: int = 0) -> tuple[np.ndarray, bool]:
+    """:func:`keep_budget_printable`'s mask with its narrow gaps filled and its thin members thickened by
+    the disk of ``r_min`` where the added cells print (so it may hold more than ``cells`` cells); and
+    whether no member or gap defect is left (:func:`member_defects`)."""
+    kept = keep_budget_printable(density, anchored, cells, build_direction)
+    return _thicken(kept, np.asarray(anchored, dtype=bool), build_direction, r_min, allowance)
+
+
+def _trim(mask: np.ndarray, density: np.ndarray, anchored: np.ndarray, build_direction: str, r_min: float,
+          allowance: int, limit: int, rounds: int = 12) -> tuple[np.ndarray, bool]:
+    """A clean printable ``mask`` cut down to ``limit`` cells from the edges of its thick parts (those a
+    disk one cell wider than ``r_min`` fits in: losing an edge cell leaves them thick enough), the least
+    dense first, never from the ``anchored`` cells; and whether it got there clean."""
+    density = np.asarray(density, dtype=np.float64)
+    wide = disk(r_min + 1)
+    for _ in range(rounds):
+        excess = int(mask.sum()) - limit
+        if excess <= 0:
+            return mask, True
+        edge = mask & ~ndimage.binary_erosion(mask, structure=SOLID_CONNECTIVITY, border_value=1)
+        candidates = np.flatnonzero((edge & ndimage.binary_opening(mask, structure=wide) & ~anchored).ravel())
+        if candidates.size == 0:
+            return mask, False
+        candidates = candidates[np.argsort(density.ravel()[candidates], kind="stable")]
+        batch = min(excess, candidates.size)
+        while batch > 0:
+            trial = mask.copy()
+            trial.ravel()[candidates[:batch]] = False
+            trial = _printable_joined(trial, anchored, build_direction)
+            thin, narrow = member_defects(trial, r_min, allowance)
+            if not thin.any() and not narrow.any() and int(trial.sum()) >= int(mask.sum()) - 2 * batch:
+                mask = trial
+                break
+            batch //= 2
+        if batch == 0:
+            return mask, False
+    return mask, int(mask.sum()) <= limit
+
+
+def _thicken(kept: np.ndarray, anchored: np.ndarray, build_direction: str, r_min: float, allowance: int,
+             steps: int = 12) -> tuple[np.ndarray, bool]:
+    """``kept`` (printable, joined) with its narrow gaps filled and its thin members thickened by the disk
+    where the added cells print; and whether it ends with no defect."""
+    element = disk(r_min)
+    for _ in range(steps):
+        thin, narrow = member_defects(kept, r_min, allowance)
+        if not thin.any() and not narrow.any():
+            return kept, True
+        grown = _printable_joined(kept | narrow | ndimage.binary_dilation(thin, structure=element), anchored,
+                                  build_direction)
+        if np.array_equal(grown, kept):
+            return kept, False
+        kept = grown
+    thin, narrow = member_defects(kept, r_min, allowance)
+    return kept, not (thin.any() or narrow.any())
 
 
 def asymmetry(mask: np.ndarray, axis: str = "vertical") -> float:

@@ -18,7 +18,8 @@ from gymnasium import spaces
 from designgym.envs.manufacturing import (
     floating_fraction,
     keep_budget_joined,
-    keep_budget_printable,
+    keep_budget_printable_members,
+    thickened_printable,
     load_path_broken,
     member_size_violation,
     overhang_fraction,
@@ -327,10 +328,10 @@ class AMBracket(Cantilever):
       (:func:`~designgym.envs.manufacturing.member_size_violation` with a one-cell allowance, so
       the pixel steps of a slanted edge do not count; with ``r_min = 1`` a strut needs 3 cells).
 
-    ``optimize`` is the cantilever's SIMP reference, which ignores both printing rules: it bounds
-    the stiffness an agent can reach, and is usually not printable as it stands (the shipped
-    references are its). ``optimize(conditions, printable=True)`` is SIMP through Langelaar's AM
-    filter, whose designs print by the overhang rule (``benchmarks/am_reference.py``).
+    ``optimize`` is SIMP through Langelaar's AM filter with a member-size finish, whose designs print
+    by the overhang rule (the shipped references are its; ``benchmarks/am_reference.py`` compares it
+    with plain SIMP, ``optimize(conditions, printable=False)``). ``repair`` makes any density field
+    printable, joined to the clamp and within the volume allowance, thickened against thin members.
 
     Args:
         nelx, nely, rmin, volume_tolerance: as :class:`Cantilever`.
@@ -340,6 +341,10 @@ class AMBracket(Cantilever):
     name = "am_bracket"
     BUILD_DIRECTIONS = ("up", "left", "down", "right")
     violation_names = (*PointLoadStructure.violation_names, "overhang", "member_size")
+    #: Cells (8-neighbourhood) from thicker material within which the member-size rule forgives a change.
+    MEMBER_ALLOWANCE = 1
+    #: SIMP runs of :meth:`optimize` at most (each later one for less material, when thickening overshot).
+    REFERENCE_TRIES = 4
 
     def __init__(
         self,
@@ -364,32 +369,70 @@ class AMBracket(Cantilever):
     ) -> tuple[dict[str, float], dict[str, float]]:
         objectives, violations = super()._judge(solid, conditions, compliance)
         violations["overhang"] = overhang_fraction(solid, self.BUILD_DIRECTIONS[int(conditions["build_direction"])])
-        violations["member_size"] = member_size_violation(solid, self.r_min, allowance=1)
+        violations["member_size"] = member_size_violation(solid, self.r_min, allowance=self.MEMBER_ALLOWANCE)
         return objectives, violations
 
     def optimize(self, conditions: Mapping[str, Any], max_iter: int = 200, progress: bool = False,
-                 printable: bool = False) -> np.ndarray:
-        """The cantilever's SIMP reference; with ``printable``, SIMP through Langelaar's AM filter for the
-        build direction (:class:`~designgym.envs.structures.am_filter.AMFilter`), whose printed field
-        (black and white: a Heaviside projection sharpens during the run) keeps its solid cells, within
-        the volume allowance, that print without supports and are joined to the clamp
-        (:func:`~designgym.envs.manufacturing.keep_budget_printable`): the design prints by the env's
-        own rule and floats nowhere.
+                 printable: bool = True) -> np.ndarray:
+        """The printable reference: SIMP through Langelaar's AM filter for the build direction
+        (:class:`~designgym.envs.structures.am_filter.AMFilter`, with a Heaviside projection that
+        sharpens during the run so the printed field ends black and white), finished by the member-size
+        step of :meth:`repair`: the design prints by the env's own rule, floats nowhere, keeps within
+        the volume allowance and has no member or gap under the ``r_min`` disk where the thickening
+        finds one (see :func:`~designgym.envs.manufacturing.keep_budget_printable_members`).
 
-        ``printable`` is off by default: the shipped references are plain SIMP's.
+        ``printable=False`` is the cantilever's plain SIMP, which ignores both printing rules: the
+        stiffness bound the printing costs is measured against (``benchmarks/am_reference.py``).
         """
         if not printable:
             return super().optimize(conditions, max_iter=max_iter, progress=progress)
         conditions = self.check_conditions(conditions)
         direction = self.BUILD_DIRECTIONS[int(conditions["build_direction"])]
-        grey = simp(self.model, self.force_vector(conditions), conditions["volfrac"], rmin=self.rmin,
-                    max_iter=max_iter, progress=progress, build_direction=direction).density
-        # The projected optimum is black and white: keep its solid (the densest-k cut of a near-0/1 field
-        # can drop one cell of a thin member that dozens above it print on), inside the volume allowance.
-        budget = int(round(conditions["volfrac"] * grey.size))
-        allowed = int(math.floor((conditions["volfrac"] + self.volume_tolerance) * grey.size))
-        cells = min(max(int(np.count_nonzero(grey > 0.5)), budget), allowed)
-        return keep_budget_printable(grey, self._anchored_cells(), cells, direction).astype(np.float32)
+        budget = int(round(conditions["volfrac"] * self.design_space.shape[0] * self.design_space.shape[1]))
+        allowed = self._allowed_cells(conditions)
+        target = conditions["volfrac"]
+        for attempt in range(self.REFERENCE_TRIES):
+            # Each later run also filters wider (half an element more each time): fewer thin members to thicken.
+            grey = simp(self.model, self.force_vector(conditions), target, rmin=self.rmin + 0.5 * attempt,
+                        max_iter=max_iter, progress=progress, build_direction=direction).density
+            cells = min(max(int(np.count_nonzero(grey >= 0.5)), budget), allowed)
+            mask, clean = thickened_printable(grey, self._anchored_cells(), cells, direction, self.r_min,
+                                              self.MEMBER_ALLOWANCE)
+            if clean and int(mask.sum()) <= allowed:
+                return mask.astype(np.float32)
+            # Thickening the thin members overshot the volume allowance: optimise again for less material
+            # (1.5 times the overshoot, or 2 % where the thickening did not come out clean), so the thickened
+            # optimum fits, instead of cutting cells from a finished one (a cut strut may carry the load).
+            over = int(mask.sum()) - allowed if clean else int(0.02 * budget)
+            target = max(target - 1.5 * max(over, 1) / grey.size, 0.05)
+        return self._printable_members(grey, conditions)
+
+    def _allowed_cells(self, conditions: Conditions) -> int:
+        rows, cols = self.design_space.shape
+        return int(math.floor((conditions["volfrac"] + self.volume_tolerance) * rows * cols))
+
+    def repair(self, design: np.ndarray, conditions: Mapping[str, Any]) -> np.ndarray:
+        """A 0/1 design that prints, floats nowhere and keeps to the volume, thickened against thin members.
+
+        The densest cells of ``design`` (as many as it has at or above 0.5, held between the volume
+        budget and its allowance) that print without supports along the build direction and are joined to
+        the clamp (:func:`~designgym.envs.manufacturing.keep_budget_printable`), with every member
+        thinner and gap narrower than the ``r_min`` disk thickened or filled where that fits in the
+        allowance (:func:`~designgym.envs.manufacturing.keep_budget_printable_members`). Overhang,
+        floating material and volume hold by construction; member size holds wherever the thickening
+        finds a clean mask, and the load path is still the design's own doing.
+        """
+        return self._printable_members(self.check_design(design), self.check_conditions(conditions))
+
+    def _printable_members(self, field: np.ndarray, conditions: Conditions) -> np.ndarray:
+        direction = self.BUILD_DIRECTIONS[int(conditions["build_direction"])]
+        budget = int(round(conditions["volfrac"] * field.size))
+        allowed = self._allowed_cells(conditions)
+        # A black-and-white field keeps its own solid (the densest-k cut of a 0/1 field would drop cells at
+        # random among equals), within the volume allowance.
+        cells = min(max(int(np.count_nonzero(field >= 0.5)), budget), allowed)
+        return keep_budget_printable_members(field, self._anchored_cells(), cells, direction, self.r_min,
+                                             allowance=self.MEMBER_ALLOWANCE, max_cells=allowed).astype(np.float32)
 
     def torch_judge(self, device: Any) -> None:
         """None: the printing rules have no batched torch version yet, so the bracket is judged on the CPU."""
