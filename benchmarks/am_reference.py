@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 import designgym
 from designgym.agents.scoring import test_split
 
-ENV = "designgym/AMBracket-v1"
+ENV = "designgym/AMBracket-v2"
 
 
 def _case(conditions: dict) -> dict:

@@ -39,13 +39,23 @@ def test_pretrained_agent_scores_as_its_card_says(env_id):
     assert result["normalized_score"]["iqm"] == pytest.approx(card["normalized_score"]["iqm"], abs=1e-6)
 
 
-@pytest.mark.parametrize("env_id", ["designgym/Cantilever-v1", "designgym/AMBracket-v1"])
-def test_pretrained_agent_designs_at_the_volume_budget_with_nothing_floating(env_id):
-    agent = load_agent("pretrained", env_id=env_id)
+def test_pretrained_cantilever_designs_at_the_volume_budget_with_nothing_floating():
+    agent = load_agent("pretrained", env_id="designgym/Cantilever-v1")
     for volfrac in (0.3, 0.45, 0.6):
-        result = make_design(agent, env_id, {"volfrac": volfrac, "load_y": 0.8, "load_angle": -30.0})
+        result = make_design(agent, "designgym/Cantilever-v1", {"volfrac": volfrac, "load_y": 0.8, "load_angle": -30.0})
         assert result["design"].sum() == round(volfrac * result["design"].size)
         assert result["violations"]["floating_material"] == 0 and result["violations"]["volume_excess"] == 0
+
+
+@pytest.mark.parametrize("direction", range(4))
+def test_pretrained_bracket_prints_within_the_volume_with_nothing_floating(direction):
+    agent = load_agent("pretrained", env_id="designgym/AMBracket-v2")
+    for volfrac in (0.3, 0.45, 0.6):
+        conditions = {"volfrac": volfrac, "load_y": 0.8, "load_angle": -30.0, "build_direction": direction}
+        result = make_design(agent, "designgym/AMBracket-v2", conditions)
+        violations = result["violations"]
+        assert violations["overhang"] == 0 and violations["floating_material"] == 0
+        assert violations["volume_excess"] == 0
 
 
 def test_pretrained_cantilever_is_close_to_simp_on_unseen_load_cases():

@@ -98,10 +98,14 @@ def _register_builtin() -> None:
         action_mode="direct",
         repair=True,
     )
+    # v2: the build directions left and right mean what the docs say (v1 printed "left" from a plate at
+    # the left edge), the repair makes every design printable along its build direction and thickens
+    # thin members (AMBracket.repair), and the generator (am-bracket-cvae) was trained on printable
+    # optima for each build direction.
     register_design_env(
-        "designgym/AMBracket-v1",
+        "designgym/AMBracket-v2",
         problem="am_bracket",
-        generator="cantilever-cvae",
+        generator="am-bracket-cvae",
         description="Cantilever bracket printable without supports (45-degree overhang, 3-element members).",
         source="designgym",
         action_mode="direct",
@@ -146,8 +150,12 @@ def _register_builtin() -> None:
                "v1 keeps the densest cells at the volume budget that are joined to the supports, so the designs, "
                f"rewards and observations differ; v2 {ONE_EVALUATION}")
     retire_env("designgym/MBB-v1", "designgym/MBB-v2", f"v2 {ONE_EVALUATION}")
-    for name in ("Cantilever", "AMBracket"):
-        retire_env(f"designgym/{name}-v0", f"designgym/{name}-v1", f"v1 {ONE_EVALUATION}")
+    retire_env("designgym/Cantilever-v0", "designgym/Cantilever-v1", f"v1 {ONE_EVALUATION}")
+    printable = ("repairs every design to print along its build direction (left and right as documented, "
+                 "swapped in v1) with no thin members, from a generator of printable optima, so the designs, "
+                 "rewards and observations differ")
+    retire_env("designgym/AMBracket-v0", "designgym/AMBracket-v2", f"v1 {ONE_EVALUATION}; v2 {printable}")
+    retire_env("designgym/AMBracket-v1", "designgym/AMBracket-v2", f"v2 {printable}")
     capped = ("repairs every decoded massing to the zoning envelope, plates at least the minimum width and the "
               "target floor area, so the designs, rewards and observations differ")
     retire_env("designgym/Massing-v0", "designgym/Massing-v2", f"v1 {ONE_EVALUATION}; v2 {capped}")

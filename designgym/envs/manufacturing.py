@@ -354,8 +354,8 @@ def keep_budget_printable_members(density: np.ndarray, anchored: np.ndarray, cel
     (adding a cell never stops another from printing or from being joined, so the mask keeps both
     rules); where that overshoots ``max_cells``, cells come off the edges of the thick parts, the least
     dense first (:func:`_trim`), and failing that the printable mask is taken again from fewer of the
-    densest cells, for at most ``searches`` tries. Where none gives a clean mask, the result is :func:`keep_budget_printable`'s
-    at ``cells``, which prints and floats nowhere but keeps its defects.
+    densest cells, for at most ``searches`` tries. Where none gives a clean mask, the result is
+    :func:`keep_budget_printable`'s at ``cells``, which prints and floats nowhere but keeps its defects.
     """
     anchored = np.asarray(anchored, dtype=bool)
     cells = int(cells)

@@ -19,11 +19,11 @@ from designgym.envs.manufacturing import (
     floating_fraction,
     keep_budget_joined,
     keep_budget_printable_members,
-    thickened_printable,
     load_path_broken,
     member_size_violation,
     overhang_fraction,
     solid_mask,
+    thickened_printable,
 )
 from designgym.envs.problem import Conditions, ObjectiveSpec, Problem
 from designgym.envs.structures.fem import FEModel, node_id
