@@ -1,7 +1,8 @@
 """The printable reference of AMBracket against plain SIMP, on the first cases of the env's test split.
 
-For each case: plain SIMP (``AMBracket.optimize``, what the shipped references are) and SIMP through
-Langelaar's AM filter (``optimize(printable=True)``), both made binary at the volume budget and judged
+For each case: plain SIMP (``AMBracket.optimize(conditions, printable=False)``, which ignores both
+printing rules) and the printable reference (``AMBracket.optimize``, what the shipped references are:
+SIMP through Langelaar's AM filter, thin members thickened within the volume allowance), both judged
 by the env's rules. Printed: the share of each that prints without supports (overhang 0), that meets
 every rule, the printable design's compliance over plain SIMP's (median and quartiles, per build
 direction too), and seconds per design. Two worker processes by default, one per core here.

@@ -278,7 +278,8 @@ def save_pictures(rows: list[dict[str, Any]], summary: list[dict[str, Any]], env
             captions.append(f"{label}\nC/C_simp {_ratio(row['ratio']).strip()}, score {row['score']:.2f}\n"
                             f"{row['seconds'] * 1e3:.0f} ms{marks}")
     title = f"{env_id}: held-out conditions, one row each"
-    save_design_grid(path, images, captions, title=title, columns=len(columns) + (2 if best else 1))
+    save_design_grid(path, images, captions, title=title, columns=len(columns) + (2 if best else 1),
+                     legend=getattr(problem, "LEGEND", ()))
 
 
 def main(argv: list[str] | None = None) -> int:

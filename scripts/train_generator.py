@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "compliance is even in the force",
     )
     p.add_argument(
+        "--drop-infeasible", action="store_true",
+        help="with --data: leave out the optima that break a rule of their problem (an optimiser that lost "
+        "the load, say), from training and held-out data alike",
+    )
+    p.add_argument(
         "--conditional", action="store_true",
         help="with --data: a conditional VAE that decodes each latent with the problem's conditions vector",
     )
@@ -148,6 +153,11 @@ def mirrored_conditions(conditions: list[dict[str, float]]) -> list[dict[str, fl
     return flipped
 
 
+#: What each problem's optimize() is, for the cards.
+_REFERENCE_WORDS = {"am_bracket": "SIMP through the AM overhang filter for the build direction, thin members "
+                                  "thickened: printable optima"}
+
+
 #: The build direction of a bracket flipped top to bottom, by index into AMBracket.BUILD_DIRECTIONS
 #: (up, left, down, right).
 _FLIPPED_DIRECTION = {0: 2, 1: 1, 2: 0, 3: 3}
@@ -221,6 +231,12 @@ def train_on_structures(args: argparse.Namespace, config: VAETrainingConfig, arg
     started = time.perf_counter()
     settings, designs, conditions, compliance = load_structures(args.data)
     problem = make_problem(settings["problem"], nelx=settings["nelx"], nely=settings["nely"])
+    dropped = 0
+    if args.drop_infeasible:
+        keep = np.array([problem.evaluate(d, c).feasible for d, c in zip(designs, conditions, strict=True)])
+        dropped = int((~keep).sum())
+        designs, compliance = designs[keep], compliance[keep]
+        conditions = [c for c, k in zip(conditions, keep, strict=True) if k]
     n_held = max(1, len(designs) // 10)
     train, train_conditions = designs[:-n_held], conditions[:-n_held]
     if args.mirror:
@@ -236,8 +252,9 @@ def train_on_structures(args: argparse.Namespace, config: VAETrainingConfig, arg
         model, problem, designs[-n_held:], conditions[-n_held:], compliance[-n_held:], 512, seed=args.seed + 1
     )
     card = {
-        "description": f"Convolutional VAE over SIMP-optimised {settings['problem']} structures "
-        f"({settings['nely']} x {settings['nelx']} elements, 1 = solid, row 0 at the top).",
+        "description": f"Convolutional VAE over {settings['problem']} structures optimised by the problem's "
+        f"reference ({type(problem).__name__}.optimize: {_REFERENCE_WORDS.get(settings['problem'], 'SIMP')}; "
+        f"{settings['nely']} x {settings['nelx']} elements, 1 = solid, row 0 at the top).",
         "problem": settings["problem"],
         "script": "scripts/train_generator.py",
         "command": " ".join(["python", "scripts/train_generator.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -245,6 +262,7 @@ def train_on_structures(args: argparse.Namespace, config: VAETrainingConfig, arg
             "source": "scripts/make_structures_dataset.py",
             "settings": settings,
             "n_designs": len(designs),
+            "n_dropped_infeasible": dropped,
             "n_train": len(train),
             "n_heldout": n_held,
             "mirrored": bool(args.mirror),

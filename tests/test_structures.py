@@ -270,3 +270,14 @@ def test_simp_starts_from_a_given_field(small):
 def test_simp_refuses_a_bad_start(small, start):
     with pytest.raises(ValueError, match=r"start must be a \(8, 16\) field of values in \[0, 1\]"):
         simp(small.model, small.force_vector(SMALL), 0.4, max_iter=1, start=start)
+
+
+def test_the_legend_names_every_colour_of_the_bracket_picture(bracket, tmp_path):
+    from designgym.agents.pictures import save_design_grid
+
+    image = bracket.render(beam(), {"volfrac": 0.3, "load_y": 0.5, "load_angle": 0.0, "build_direction": 0})
+    colours = {tuple(int(v) for v in c) for c in np.unique(image.reshape(-1, 3), axis=0)}
+    named = {rgb for _, rgb in bracket.LEGEND}
+    assert colours - {(255, 255, 255)} == named  # every colour drawn is named, every name is drawn
+    path = save_design_grid(tmp_path / "grid.png", [image], ["a beam"], legend=bracket.LEGEND)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

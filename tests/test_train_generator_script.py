@@ -178,3 +178,27 @@ def test_a_mirrored_bracket_is_judged_as_the_original(direction):
     flipped = problem.evaluate(script.mirrored_cantilevers(design)[0], mirrored)
     assert flipped.violations == pytest.approx(original.violations, rel=1e-9, abs=1e-12)
     assert flipped.objectives["compliance"] == pytest.approx(original.objectives["compliance"], rel=1e-9)
+
+
+def test_optima_that_break_a_rule_can_be_left_out_of_training(tmp_path):
+    script = train_generator_module()
+    data, weights = tmp_path / "cantilever.npz", tmp_path / "weights"
+    from designgym.envs.structures.problems import Cantilever
+
+    tiny_cantilever_data(data, n=12)
+    with np.load(data) as stored:
+        parts = dict(stored)
+    problem = Cantilever(16, 8)
+    for i in range(12):  # legal designs: a band through the load's row, from the clamp to the load
+        conditions = {k.split("/", 1)[1]: float(parts[k][i]) for k in parts if k.startswith("conditions/")}
+        row = round(conditions["load_y"] * 8)
+        field = 1.0 - np.abs(np.arange(8)[:, None] + 0.5 - row) / 8 * np.ones((1, 16))
+        parts["designs"][i] = problem.repair(field, conditions)
+        assert problem.evaluate(parts["designs"][i].astype(np.float32), conditions).feasible
+    parts["designs"][3] = 0.0  # an optimum that lost everything: it floats and carries no load
+    np.savez_compressed(data, **parts)
+    code = script.main(["--data", str(data), "--drop-infeasible", "--epochs", "1", "--batch-size", "8",
+                        "--latent-dim", "2", "--channels", "8", "--device", "cpu", "--out", str(weights)])
+    assert code == 0
+    card = generators.card("cantilever-vae", weights)
+    assert card["data"]["n_dropped_infeasible"] == 1 and card["data"]["n_designs"] == 11

@@ -17,10 +17,12 @@ from designgym.agents.files import atomic_path  # noqa: E402
 
 
 def save_design_grid(
-    path: Path, images: Sequence[np.ndarray], captions: Sequence[str], title: str = "", columns: int = 4
+    path: Path, images: Sequence[np.ndarray], captions: Sequence[str], title: str = "", columns: int = 4,
+    legend: Sequence[tuple[str, tuple[int, int, int]]] = (),
 ) -> Path:
-    """Save RGB design pictures side by side with a caption under each."""
-    fig = _grid_figure(images, captions, title, columns)
+    """Save RGB design pictures side by side with a caption under each, and a legend of colours
+    (``(label, RGB)`` pairs, such as a problem's ``LEGEND``) under the grid."""
+    fig = _grid_figure(images, captions, title, columns, legend)
     _save(fig, path)
     return path
 
@@ -45,7 +47,8 @@ def caption(info: dict[str, Any], main: str) -> str:
     return f"{main} {objectives[main]:.2f}\n{status}"
 
 
-def _grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str, columns: int) -> plt.Figure:
+def _grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str, columns: int,
+                 legend: Sequence[tuple[str, tuple[int, int, int]]] = ()) -> plt.Figure:
     n = len(images)
     if n == 0:
         raise ValueError("no designs to draw")
@@ -55,7 +58,8 @@ def _grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: s
     aspect = max(image.shape[0] / image.shape[1] for image in images)
     caption_lines = max((c.count("\n") + 1 for c in captions), default=1)
     title_lines = title.count("\n") + 1 if title else 0
-    height = (2.6 * aspect + 0.15 * caption_lines + 0.2) * rows + 0.2 * title_lines + 0.2
+    legend_rows = (len(legend) + 1) // 2
+    height = (2.6 * aspect + 0.15 * caption_lines + 0.2) * rows + 0.2 * title_lines + 0.2 + 0.25 * legend_rows
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, height), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -64,7 +68,14 @@ def _grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: s
         ax.set_title(caption, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if legend:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor=np.array(rgb) / 255.0, edgecolor="black", label=label) for label, rgb in legend]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 2), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.25 * legend_rows / height + 0.02, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
