@@ -238,8 +238,16 @@ class PointLoadStructure(Problem):
                           max_iter=int(iterations), tol=0.0, start=np.clip(design, 0.02, 1.0)).density
         return self.repair(design, conditions)
 
+    #: What the colours of :meth:`render` mean: ``(label, RGB)`` pairs for a picture's legend.
+    LEGEND: tuple[tuple[str, tuple[int, int, int]], ...] = (
+        ("solid material", (38, 38, 38)),
+        ("supported cells (bars)", (40, 90, 220)),
+        ("cells at the unit load (bars)", (220, 30, 30)),
+    )
+
     def render(self, design: np.ndarray, conditions: Mapping[str, Any] | None = None) -> np.ndarray:
-        """Solid grey on white; with conditions, the supported cells in blue and the loaded ones in red."""
+        """Solid grey on white; with conditions, the supported cells in blue and the loaded ones in red
+        (:attr:`LEGEND` names the colours)."""
         image = super().render(solid_mask(self.check_design(design)).astype(np.float64) * 0.85)
         if conditions is None:
             return image
@@ -340,6 +348,7 @@ class AMBracket(Cantilever):
 
     name = "am_bracket"
     BUILD_DIRECTIONS = ("up", "left", "down", "right")
+    LEGEND = (*PointLoadStructure.LEGEND, ("baseplate (layers grow away from it)", (30, 110, 50)))
     violation_names = (*PointLoadStructure.violation_names, "overhang", "member_size")
     #: Cells (8-neighbourhood) from thicker material within which the member-size rule forgives a change.
     MEMBER_ALLOWANCE = 1
