@@ -123,11 +123,9 @@ def test_cost_is_the_total_violation_and_zero_exactly_when_feasible(env_id):
         seen.add(info["feasible"])
         if terminated:
             env.reset()
-    # Where random latents are rarely legal (the printable bracket) a broken design must turn up with
-    # a positive cost; everywhere else (the buildings too: legal by construction) a legal design
-    # must turn up with cost 0.
-    rarely_legal = False
-    assert (False in seen) if rarely_legal else (True in seen)
+    # A legal design must turn up with cost 0 on every env (the bracket's and the buildings' repairs
+    # make most random latents legal).
+    assert True in seen
 
 
 def test_the_direct_mode_reward_is_the_design_score(direct):

@@ -411,6 +411,8 @@ def _trim(mask: np.ndarray, density: np.ndarray, anchored: np.ndarray, build_dir
             trial.ravel()[candidates[:batch]] = False
             trial = _printable_joined(trial, anchored, build_direction)
             thin, narrow = member_defects(trial, r_min, allowance)
+            # A cut that leaves defects, or that drops much more than it took (a member left hanging on
+            # nothing, a layer left unsupported), is tried again with half as many cells.
             if not thin.any() and not narrow.any() and int(trial.sum()) >= int(mask.sum()) - 2 * batch:
                 mask = trial
                 break
