@@ -250,16 +250,18 @@ def test_baseline_judges_the_design_the_env_would_show():
 
     # A repairing env, its generator conditioned on three of the bracket's four conditions.
     env = small_env(AMBracket(16, 8), conditions_dim=3, repair=True)
-    conditions = {**SMALL_CANTILEVER, "build_direction": 1}
+    conditions = {**SMALL_CANTILEVER, "build_direction": 3}  # built from a plate at the clamped edge
     action = np.array([0.4, -0.7], np.float32)
     design, evaluation, score = _judge(env, action, conditions)
     env.reset(seed=0, options={"conditions": conditions})
     env.step(action)
     np.testing.assert_array_equal(design, env.design)
-    assert set(np.unique(design)) == {0.0, 1.0} and int(design.sum()) == round(0.4 * 128)
-    assert evaluation == env.evaluation and evaluation.violations["floating_material"] == 0.0
+    assert set(np.unique(design)) == {0.0, 1.0}
+    assert evaluation == env.evaluation
+    for rule in ("volume_excess", "floating_material", "overhang"):  # the bracket's repair holds these
+        assert evaluation.violations[rule] == 0.0
     best = search_anytime(env, conditions, "random", [5], seed=0)[0]
-    assert int(best["design"].sum()) == round(0.4 * 128)
+    assert 0 < int(best["design"].sum()) <= int((0.4 + 0.01) * 128)
 
 
 def test_scripts_train_takes_the_same_options():
