@@ -114,18 +114,18 @@ def test_reward_parts_add_up_to_the_reward(env_id):
 def test_cost_is_the_total_violation_and_zero_exactly_when_feasible(env_id):
     env = gym.make(env_id)
     _, info = env.reset(seed=1)
-    seen = set()
+    feasible = []
     for i in range(40):
         _, _, terminated, _, info = env.step(env.action_space.sample() * (0.3 if i % 2 else 1.0))
         tolerance = env.unwrapped.problem.feasibility_tolerance
         assert info["cost"] == pytest.approx(sum(v for v in info["violations"].values() if v > tolerance))
         assert (info["cost"] == 0.0) == info["feasible"]
-        seen.add(info["feasible"])
+        feasible.append(info["feasible"])
         if terminated:
             env.reset()
     # A legal design must turn up with cost 0 on every env (the bracket's and the buildings' repairs
     # make most random latents legal).
-    assert True in seen
+    assert any(feasible), f"none of 40 designs on {env_id} met every rule"
 
 
 def test_the_direct_mode_reward_is_the_design_score(direct):
