@@ -28,9 +28,15 @@ TINY = ["--params", "n_steps=32", "batch_size=32", "n_epochs=1", "--n-envs", "2"
         "--eval-episodes", "2", "--no-progress"]
 
 
-def _start(folder: Path, *args: str) -> subprocess.Popen:
+def _start(folder: Path, *args: str, **popen: object) -> subprocess.Popen:
     return subprocess.Popen([DESIGNGYM, *args], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, **popen)
+
+
+def _as_background_job() -> None:
+    """What a POSIX shell does to a script's ``cmd &``: SIGINT ignored, which the command inherits and
+    Python keeps (a test suite started that way passes it on to every process its tests start)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
@@ -60,7 +66,10 @@ def test_two_trainings_into_one_run_folder_one_wins_and_the_folder_is_whole(tmp_
 
 
 def test_a_run_cannot_be_resumed_while_it_trains(tmp_path):
-    trainer = _start(tmp_path, "train", "--run-name", "busy", "--timesteps", "1000000", "--save-freq", "64", *TINY)
+    # Started as a script's background job, and stopped as such a job is, with SIGTERM: the stop works
+    # whatever the shell did to SIGINT.
+    trainer = _start(tmp_path, "train", "--run-name", "busy", "--timesteps", "1000000", "--save-freq", "64", *TINY,
+                     preexec_fn=_as_background_job)
     run = tmp_path / "runs" / "busy"
     try:
         deadline = time.monotonic() + 240
@@ -74,9 +83,14 @@ def test_a_run_cannot_be_resumed_while_it_trains(tmp_path):
         assert resumed.returncode == 2
         assert resumed.stderr.count("\n") == 1 and "in use by another designgym process" in resumed.stderr
         assert (run / "config.json").read_bytes() == before
+        trainer.send_signal(signal.SIGTERM)
+        _, err = trainer.communicate(timeout=120)  # read as it goes: a full pipe would block its last words
+        assert trainer.returncode == 130, err
+        assert "checkpoint saved" in err and "designgym train --resume runs/busy" in err
     finally:
-        trainer.send_signal(signal.SIGINT)
-        trainer.wait(timeout=120)
+        if trainer.poll() is None:  # no trainer outlives its test
+            trainer.kill()
+            trainer.communicate()
 
 
 def test_a_run_folder_is_claimed_once_until_released(tmp_path):
