@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 import designgym
 from designgym.agents.scoring import test_split
 
-ENV = "designgym/AMBracket-v2"
+ENV = "designgym/AMBracket-v3"
 
 
 def _case(conditions: dict) -> dict:

@@ -54,7 +54,7 @@ SEARCH_SEED_OFFSETS = {"random": 0, "cmaes": 1, "tpe": 2}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--envs", nargs="+", default=["designgym/Cantilever-v1", "designgym/AMBracket-v2"])
+    p.add_argument("--envs", nargs="+", default=["designgym/Cantilever-v1", "designgym/AMBracket-v3"])
     p.add_argument("--cases", type=int, default=50, help="held-out conditions per env")
     p.add_argument("--seed", type=int, default=20261123, help="draws the held-out conditions")
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 10, 100, 1000])

@@ -169,9 +169,9 @@ def test_a_torch_judged_step_never_takes_the_numpy_path(monkeypatch):
 
 def test_which_judge_a_vector_env_takes():
     assert make_batched_vec_env("Cantilever-v1", n_envs=2, device="cpu").judge == "numpy"  # auto on the CPU
-    assert make_batched_vec_env("AMBracket-v2", n_envs=2, device="cpu").judge == "numpy"
+    assert make_batched_vec_env("AMBracket-v3", n_envs=2, device="cpu").judge == "numpy"
     with pytest.raises(ValueError, match="problem am_bracket has no torch judge.*judge='numpy'"):
-        make_batched_vec_env("AMBracket-v2", n_envs=2, device="cpu", judge="torch")
+        make_batched_vec_env("AMBracket-v3", n_envs=2, device="cpu", judge="torch")
     with pytest.raises(ValueError, match="judge must be 'auto', 'torch' or 'numpy'"):
         make_batched_vec_env("Cantilever-v1", n_envs=2, judge="gpu")
     assert AMBracket().torch_judge("cpu") is None

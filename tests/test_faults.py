@@ -152,7 +152,7 @@ CASES = {
                                      "does not fit designgym/Cantilever-v1 (it was trained on designgym/Extrusion-v2): "
                                      "its observation space has shape (17,), the env's (16,)"),
     "design: no pretrained agent": (["design", "--env", "faults/Plain-v0", "--agent", "pretrained", "--out", "out.npy"],
-                                    "no pretrained agent ships for faults/Plain-v0 (shipped: AMBracket-v2, "
+                                    "no pretrained agent ships for faults/Plain-v0 (shipped: AMBracket-v3, "
                                     "Cantilever-v1, Extrusion-v2, ExtrusionSteps-v1, FloorPlan-v2, MBB-v2, "
                                     "Massing-v2); train one with `designgym train --env faults/Plain-v0`"),
     "eval: unfinished run": (["eval", "--run", UNFINISHED],

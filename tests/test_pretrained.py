@@ -49,10 +49,10 @@ def test_pretrained_cantilever_designs_at_the_volume_budget_with_nothing_floatin
 
 @pytest.mark.parametrize("direction", range(4))
 def test_pretrained_bracket_prints_within_the_volume_with_nothing_floating(direction):
-    agent = load_agent("pretrained", env_id="designgym/AMBracket-v2")
+    agent = load_agent("pretrained", env_id="designgym/AMBracket-v3")
     for volfrac in (0.3, 0.45, 0.6):
         conditions = {"volfrac": volfrac, "load_y": 0.8, "load_angle": -30.0, "build_direction": direction}
-        result = make_design(agent, "designgym/AMBracket-v2", conditions)
+        result = make_design(agent, "designgym/AMBracket-v3", conditions)
         violations = result["violations"]
         assert violations["overhang"] == 0 and violations["floating_material"] == 0
         assert violations["volume_excess"] == 0

@@ -150,8 +150,9 @@ def test_broken_plugin_warns_and_does_not_stop_designgym(plugin_path):
                                       ("designgym/Extrusion-v1", "designgym/Extrusion-v2"),
                                       ("MBB-v1", "designgym/MBB-v2"),
                                       ("Cantilever-v0", "designgym/Cantilever-v1"),
-                                      ("AMBracket-v0", "designgym/AMBracket-v2"),
-                                      ("designgym/AMBracket-v1", "designgym/AMBracket-v2"),
+                                      ("AMBracket-v0", "designgym/AMBracket-v3"),
+                                      ("designgym/AMBracket-v1", "designgym/AMBracket-v3"),
+                                      ("AMBracket-v2", "designgym/AMBracket-v3"),
                                       ("FloorPlan-v0", "designgym/FloorPlan-v2"),
                                       ("FloorPlan-v1", "designgym/FloorPlan-v2"),
                                       ("Massing-v0", "designgym/Massing-v2"),
@@ -162,7 +163,7 @@ def test_a_replaced_version_names_its_successor_and_why(old, new):
     from designgym.envs.registration import RetiredEnvError, resolve_env_id
 
     why = ("v1 .*repair|v1 keeps|v. rewards a one-step design by its own objective|v2 decodes .* structured plan"
-           "|v2 repairs")
+           "|v2 repairs|v3 joins a load")
     with pytest.raises(RetiredEnvError, match=f"was replaced by {new}: ({why})"):
         resolve_env_id(old)
     with pytest.raises(gym.error.DeprecatedEnv, match=new):  # Gymnasium's own words for an old version

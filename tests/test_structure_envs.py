@@ -10,7 +10,7 @@ from designgym.envs.manufacturing import floating_fraction, solid_mask
 
 ENVS = {
     "designgym/Cantilever-v1": ("cantilever", "cantilever-cvae"),
-    "designgym/AMBracket-v2": ("am_bracket", "am-bracket-cvae"),
+    "designgym/AMBracket-v3": ("am_bracket", "am-bracket-cvae"),
     "designgym/MBB-v2": ("mbb", "mbb-vae"),
 }
 
@@ -48,7 +48,7 @@ def test_cantilever_reward_is_the_documented_sum():
 
 
 def test_am_bracket_observes_the_build_direction():
-    env = gym.make("designgym/AMBracket-v2").unwrapped
+    env = gym.make("designgym/AMBracket-v3").unwrapped
     seen = set()
     for direction in range(4):
         obs, info = env.reset(seed=1, options={"conditions": {"build_direction": direction}})

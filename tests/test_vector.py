@@ -39,7 +39,7 @@ def judged(env: LatentDesignEnv) -> np.ndarray:
 
 CASES = [
     ("designgym/Cantilever-v1", {}, 2),  # the designs' factorisations shared with a helper process
-    ("designgym/AMBracket-v2", {"observation_layout": "dict"}, 1),
+    ("designgym/AMBracket-v3", {"observation_layout": "dict"}, 1),
     ("designgym/ExtrusionSteps-v1", {"episode_length": 3}, 1),  # episodes end mid-run: auto-reset
     ("designgym/Extrusion-v2", {"initial_latent": "random"}, 1),
     ("designgym/Cantilever-v1", {"repair": True}, 1),  # 0/1 designs: any difference is a whole cell

@@ -101,9 +101,11 @@ def _register_builtin() -> None:
     # v2: the build directions left and right mean what the docs say (v1 printed "left" from a plate at
     # the left edge), the repair makes every design printable along its build direction and thickens
     # thin members (AMBracket.repair), and the generator (am-bracket-cvae) was trained on printable
-    # optima for each build direction.
+    # optima for each build direction. v3: where the load hangs on nothing that prints, the repair joins
+    # it with a strut that prints on its own (manufacturing.printable_bridge), so every repaired design
+    # carries its load.
     register_design_env(
-        "designgym/AMBracket-v2",
+        "designgym/AMBracket-v3",
         problem="am_bracket",
         generator="am-bracket-cvae",
         description="Cantilever bracket printable without supports (45-degree overhang, 3-element members).",
@@ -154,8 +156,12 @@ def _register_builtin() -> None:
     printable = ("repairs every design to print along its build direction (left and right as documented, "
                  "swapped in v1) with no thin members, from a generator of printable optima, so the designs, "
                  "rewards and observations differ")
-    retire_env("designgym/AMBracket-v0", "designgym/AMBracket-v2", f"v1 {ONE_EVALUATION}; v2 {printable}")
-    retire_env("designgym/AMBracket-v1", "designgym/AMBracket-v2", f"v2 {printable}")
+    bridged = ("joins a load that hangs on nothing printable to the part with a strut that prints, so the "
+               "designs and rewards differ")
+    retire_env("designgym/AMBracket-v0", "designgym/AMBracket-v3",
+               f"v1 {ONE_EVALUATION}; v2 {printable}; v3 {bridged}")
+    retire_env("designgym/AMBracket-v1", "designgym/AMBracket-v3", f"v2 {printable}; v3 {bridged}")
+    retire_env("designgym/AMBracket-v2", "designgym/AMBracket-v3", f"v3 {bridged}")
     capped = ("repairs every decoded massing to the zoning envelope, plates at least the minimum width and the "
               "target floor area, so the designs, rewards and observations differ")
     retire_env("designgym/Massing-v0", "designgym/Massing-v2", f"v1 {ONE_EVALUATION}; v2 {capped}")

@@ -283,6 +283,83 @@ def printed_mask(mask: np.ndarray, build_direction: str = "up") -> np.ndarray:
     return np.rot90(printed, -BUILD_TURNS[build_direction]).copy()
 
 
+#: Column steps per row of :func:`printable_bridge`'s struts: straight, and 45 degrees either way.
+BRIDGE_SLOPES = (0, -1, 1)
+
+
+def printable_bridge(kept: np.ndarray, anchored: np.ndarray, loaded: np.ndarray, build_direction: str,
+                     half_width: int = 1, stop_at_kept: bool = True) -> np.ndarray:
+    """A strut, ``2 half_width + 1`` cells wide, that prints along ``build_direction`` on its own and joins
+    the ``loaded`` cells to the solid: to ``kept`` (a printable mask joined to the supports) where it meets
+    it, else (or with ``stop_at_kept`` False) to the ``anchored`` cells themselves.
+
+    Seen with the baseplate below (the build direction turned to "up"), a strut runs from the loaded cell
+    nearest the plate downward, straight or at 45 degrees either way (straight on from a side of the
+    grid), until it rests on ``kept`` or holds a support cell; one that reaches the plate first goes on
+    along it toward the supports. Where no such strut joins (the supports lie across the top, as when the
+    part is built away from its clamp) the struts run upward from the load instead. Of those that join,
+    the one of fewest cells is taken. Every cell rests on the one before (a 45-degree step is within the
+    overhang limit), on the plate or on ``kept``, so the strut prints. Where none joins, the straight
+    downward one is returned and the caller judges it.
+    """
+    turns = BUILD_TURNS[build_direction]
+    kept_up, anchored_up, loaded_up = (np.rot90(np.asarray(a, dtype=bool), turns) for a in (kept, anchored, loaded))
+    rows, cols = kept_up.shape
+    h = int(half_width)
+    square = np.ones((2 * h + 1, 2 * h + 1), dtype=bool)
+    load_rows, load_cols = np.nonzero(loaded_up)
+    if load_rows.size == 0 or rows < 2 * h + 1 or cols < 2 * h + 1:
+        return np.zeros_like(np.asarray(kept, dtype=bool))
+    nearest = int(np.argmax(load_rows))
+    r0 = int(np.clip(load_rows[nearest], h, rows - 1 - h))
+    c0 = int(np.clip(load_cols[nearest], h, cols - 1 - h))
+
+    def holds_support(r: int, c: int) -> bool:  # the band at (r, c) takes in a support cell
+        return bool(anchored_up[r - h : r + h + 1, c - h : c + h + 1].any())
+
+    def joins(r: int, c: int) -> bool:  # ... or touches kept material along an edge
+        if holds_support(r, c):
+            return True
+        band = np.zeros_like(kept_up)
+        band[r - h : r + h + 1, c - h : c + h + 1] = True
+        return stop_at_kept and bool((ndimage.binary_dilation(band, structure=SOLID_CONNECTIVITY) & kept_up).any())
+
+    def walk(step: int, slope: int) -> tuple[np.ndarray, bool]:
+        """The strut from the load, a row at a time toward the plate (``step`` 1) or away from it (-1)."""
+        path = np.zeros_like(kept_up)
+        r, c = r0, c0
+        path[r, c] = True
+        joined = holds_support(r, c) if step > 0 else joins(r, c)
+        while not joined and h <= r + step <= rows - 1 - h:
+            # Downward a strut stops where its middle rests on kept material (what lies below carries it).
+            if step > 0 and stop_at_kept and kept_up[r + h + 1, c]:
+                return path, True
+            if not h <= c + slope <= cols - 1 - h:
+                slope = 0  # straight on from a side of the grid
+            r, c = r + step, c + slope
+            path[r, c] = True
+            joined = holds_support(r, c) if step > 0 else joins(r, c)
+        if joined or step < 0:
+            return path, joined
+        on_plate = np.flatnonzero(anchored_up[rows - 1 - 2 * h :].any(axis=0))
+        if on_plate.size == 0:
+            return path, False
+        toward = 1 if on_plate[np.argmin(np.abs(on_plate - c))] > c else -1  # along the plate to a support
+        while not joins(r, c) and h <= c + toward <= cols - 1 - h:
+            c += toward
+            path[r, c] = True
+        return path, joins(r, c)
+
+    struts = []
+    for step in (1, -1):
+        struts = [path for path, joined in (walk(step, slope) for slope in BRIDGE_SLOPES) if joined]
+        if struts:
+            break
+    bands = [ndimage.binary_dilation(path, structure=square) for path in struts or [walk(1, 0)[0]]]
+    band = min(bands, key=lambda b: int(b.sum()))  # the first of the fewest cells: straight before slanted
+    return np.rot90(band, -turns).copy()
+
+
 def overhang_fraction(mask: np.ndarray, build_direction: str = "up") -> float:
     """Fraction of the solid that cannot be printed layer by layer with a 45-degree overhang limit
     (:func:`printed_mask` says which cells print)."""

@@ -22,6 +22,7 @@ from designgym.envs.manufacturing import (
     load_path_broken,
     member_size_violation,
     overhang_fraction,
+    printable_bridge,
     solid_mask,
     thickened_printable,
 )
@@ -354,6 +355,9 @@ class AMBracket(Cantilever):
     MEMBER_ALLOWANCE = 1
     #: SIMP runs of :meth:`optimize` at most (each later one for less material, when thickening overshot).
     REFERENCE_TRIES = 4
+    #: Cells the repair's load strut (:func:`~designgym.envs.manufacturing.printable_bridge`) is made wider, each
+    #: side, than the thinnest member the rule allows, where the volume budget has room for it.
+    BRIDGE_MARGIN = 2
 
     def __init__(
         self,
@@ -439,9 +443,27 @@ class AMBracket(Cantilever):
         allowed = self._allowed_cells(conditions)
         # A black-and-white field keeps its own solid (the densest-k cut of a 0/1 field would drop cells at
         # random among equals), within the volume allowance.
-        cells = min(max(int(np.count_nonzero(field >= 0.5)), budget), allowed)
-        return keep_budget_printable_members(field, self._anchored_cells(), cells, direction, self.r_min,
-                                             allowance=self.MEMBER_ALLOWANCE, max_cells=allowed).astype(np.float32)
+        anchored = self._anchored_cells()
+
+        def printable(density: np.ndarray) -> np.ndarray:
+            cells = min(max(int(np.count_nonzero(density >= 0.5)), budget), allowed)
+            return keep_budget_printable_members(density, anchored, cells, direction, self.r_min,
+                                                 allowance=self.MEMBER_ALLOWANCE, max_cells=allowed)
+
+        mask = printable(field)
+        loaded = self.loaded_cells(self._load(conditions)[0])
+        if load_path_broken(mask, anchored, loaded):
+            # The load hangs on nothing that prints: a strut that prints on its own joins it to the part (or,
+            # failing that, to the clamp), ranked above every cell of the field so that it is kept first; as
+            # wide as BRIDGE_MARGIN allows, else as thin as the member size allows (a small volume budget).
+            thinnest = math.ceil(self.r_min)
+            for half_width in dict.fromkeys((thinnest + self.BRIDGE_MARGIN, thinnest)):
+                for stop_at_kept in (True, False):
+                    bridge = printable_bridge(mask, anchored, loaded, direction, half_width, stop_at_kept)
+                    bridged = printable(np.where(bridge, 2.0, field))
+                    if not load_path_broken(bridged, anchored, loaded):
+                        return bridged.astype(np.float32)
+        return mask.astype(np.float32)
 
     def torch_judge(self, device: Any) -> None:
         """None: the printing rules have no batched torch version yet, so the bracket is judged on the CPU."""
