@@ -340,7 +340,8 @@ class AMBracket(Cantilever):
     ``optimize`` is SIMP through Langelaar's AM filter with a member-size finish, whose designs print
     by the overhang rule (the shipped references are its; ``benchmarks/am_reference.py`` compares it
     with plain SIMP, ``optimize(conditions, printable=False)``). ``repair`` makes any density field
-    printable, joined to the clamp and within the volume allowance, thickened against thin members.
+    printable, joined to the clamp and to the load and within the volume allowance, thickened against
+    thin members.
 
     Args:
         nelx, nely, rmin, volume_tolerance: as :class:`Cantilever`.
@@ -425,15 +426,19 @@ class AMBracket(Cantilever):
         return int(math.floor((conditions["volfrac"] + self.volume_tolerance) * rows * cols))
 
     def repair(self, design: np.ndarray, conditions: Mapping[str, Any]) -> np.ndarray:
-        """A 0/1 design that prints, floats nowhere and keeps to the volume, thickened against thin members.
+        """A 0/1 design that prints, floats nowhere, reaches the load and keeps to the volume, with no thin members.
 
         The densest cells of ``design`` (as many as it has at or above 0.5, held between the volume
         budget and its allowance) that print without supports along the build direction and are joined to
         the clamp (:func:`~designgym.envs.manufacturing.keep_budget_printable`), with every member
         thinner and gap narrower than the ``r_min`` disk thickened or filled where that fits in the
-        allowance (:func:`~designgym.envs.manufacturing.keep_budget_printable_members`). Overhang,
-        floating material and volume hold by construction; member size holds wherever the thickening
-        finds a clean mask, and the load path is still the design's own doing.
+        allowance (:func:`~designgym.envs.manufacturing.keep_budget_printable_members`). Where that
+        leaves the load hanging on nothing, a strut that prints on its own joins it to the part or the
+        clamp (:func:`~designgym.envs.manufacturing.printable_bridge`), five cells wide where the volume
+        keeps it (``BRIDGE_MARGIN``), else three, and the repair runs again with the strut ranked first.
+        Overhang, floating material and volume hold by construction; member size holds wherever the
+        thickening finds a clean mask, and the load path wherever a strut fits the volume (it did for
+        every field measured, benchmarks/RESULTS.md section 14).
         """
         return self._printable_members(self.check_design(design), self.check_conditions(conditions))
 
