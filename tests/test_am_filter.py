@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from designgym.envs.manufacturing import (
-    BUILD_TURNS,
-    floating_fraction,
-    keep_budget_printable,
-    overhang_fraction,
-    printed_mask,
-)
+from designgym.envs.manufacturing import floating_fraction
+from designgym.envs.printing import BUILD_TURNS, keep_budget_printable, overhang_fraction, printed_mask
 from designgym.envs.structures.am_filter import AMFilter
 from designgym.envs.structures.problems import AMBracket
 from designgym.envs.structures.simp import simp

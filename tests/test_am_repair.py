@@ -6,12 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from designgym.envs.manufacturing import (
-    floating_fraction,
+from designgym.envs.manufacturing import floating_fraction, load_path_broken, member_defects, member_size_violation
+from designgym.envs.printing import (
     keep_budget_printable_members,
-    load_path_broken,
-    member_defects,
-    member_size_violation,
     overhang_fraction,
     printable_bridge,
     printed_mask,
@@ -115,7 +112,7 @@ def test_the_bridge_stops_where_it_meets_the_part(direction):
 
 
 def test_a_slanted_strut_is_taken_where_it_is_shorter(monkeypatch):
-    from designgym.envs import manufacturing
+    from designgym.envs import printing
 
     # Built upward; the part is a slab on the baseplate under the clamp's half, the load at the far edge.
     slab = np.zeros((16, 32), dtype=bool)
@@ -123,7 +120,7 @@ def test_a_slanted_strut_is_taken_where_it_is_shorter(monkeypatch):
     loaded = np.zeros_like(slab)
     loaded[6:8, -1] = True
     slanted = printable_bridge(slab, clamp(), loaded, "up")
-    monkeypatch.setattr(manufacturing, "BRIDGE_SLOPES", (0,))
+    monkeypatch.setattr(printing, "BRIDGE_SLOPES", (0,))
     straight = printable_bridge(slab, clamp(), loaded, "up")
     assert slanted.sum() < straight.sum()
     for strut in (slanted, straight):

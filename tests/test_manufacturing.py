@@ -99,8 +99,8 @@ from designgym.envs.manufacturing import (  # noqa: E402
     floating_fraction,
     load_path_broken,
     member_size_violation,
-    overhang_fraction,
 )
+from designgym.envs.printing import overhang_fraction  # noqa: E402
 
 
 def left_edge(shape):

@@ -102,7 +102,7 @@ def _register_builtin() -> None:
     # the left edge), the repair makes every design printable along its build direction and thickens
     # thin members (AMBracket.repair), and the generator (am-bracket-cvae) was trained on printable
     # optima for each build direction. v3: where the load hangs on nothing that prints, the repair joins
-    # it with a strut that prints on its own (manufacturing.printable_bridge), so every repaired design
+    # it with a strut that prints on its own (printing.printable_bridge), so every repaired design
     # carries its load.
     register_design_env(
         "designgym/AMBracket-v3",

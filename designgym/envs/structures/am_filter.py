@@ -4,7 +4,7 @@ A blueprint density field ``x`` becomes a printed field ``xi``: an element on th
 drawn; any other prints at most as dense as the densest of the three elements under it in the layer
 before (its 45-degree support cone). Smooth maximum and minimum make the filter differentiable, so
 SIMP can optimise through it; with a hard maximum and minimum on a 0/1 design it is exactly the
-overhang rule of :func:`~designgym.envs.manufacturing.overhang_fraction`.
+overhang rule of :func:`~designgym.envs.printing.overhang_fraction`.
 
 M. Langelaar, "An additive manufacturing filter for topology optimization of print-ready designs",
 Structural and Multidisciplinary Optimization 55 (2017) 871-883, and its 2D setting (smooth maximum
@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from designgym.envs.manufacturing import BUILD_TURNS
+from designgym.envs.printing import BUILD_TURNS
 
 
 class AMFilter:

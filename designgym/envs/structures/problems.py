@@ -18,12 +18,14 @@ from gymnasium import spaces
 from designgym.envs.manufacturing import (
     floating_fraction,
     keep_budget_joined,
-    keep_budget_printable_members,
     load_path_broken,
     member_size_violation,
+    solid_mask,
+)
+from designgym.envs.printing import (
+    keep_budget_printable_members,
     overhang_fraction,
     printable_bridge,
-    solid_mask,
     thickened_printable,
 )
 from designgym.envs.problem import Conditions, ObjectiveSpec, Problem
@@ -331,7 +333,7 @@ class AMBracket(Cantilever):
     Those of :class:`Cantilever`, plus
     - ``overhang``: fraction of the solid that a 45-degree overhang limit cannot print without
       support structures, layer by layer from the baseplate
-      (:func:`~designgym.envs.manufacturing.overhang_fraction`);
+      (:func:`~designgym.envs.printing.overhang_fraction`);
     - ``member_size``: area changed by an opening and a closing with a disk of radius ``r_min``,
       over the solid area: struts and gaps thinner than about ``2 r_min`` cells
       (:func:`~designgym.envs.manufacturing.member_size_violation` with a one-cell allowance, so
@@ -356,7 +358,7 @@ class AMBracket(Cantilever):
     MEMBER_ALLOWANCE = 1
     #: SIMP runs of :meth:`optimize` at most (each later one for less material, when thickening overshot).
     REFERENCE_TRIES = 4
-    #: Cells the repair's load strut (:func:`~designgym.envs.manufacturing.printable_bridge`) is made wider, each
+    #: Cells the repair's load strut (:func:`~designgym.envs.printing.printable_bridge`) is made wider, each
     #: side, than the thinnest member the rule allows, where the volume budget has room for it.
     BRIDGE_MARGIN = 2
 
@@ -393,7 +395,7 @@ class AMBracket(Cantilever):
         sharpens during the run so the printed field ends black and white), finished by the member-size
         step of :meth:`repair`: the design prints by the env's own rule, floats nowhere, keeps within
         the volume allowance and has no member or gap under the ``r_min`` disk where the thickening
-        finds one (see :func:`~designgym.envs.manufacturing.keep_budget_printable_members`).
+        finds one (see :func:`~designgym.envs.printing.keep_budget_printable_members`).
 
         ``printable=False`` is the cantilever's plain SIMP, which ignores both printing rules: the
         stiffness bound the printing costs is measured against (``benchmarks/am_reference.py``).
@@ -430,11 +432,11 @@ class AMBracket(Cantilever):
 
         The densest cells of ``design`` (as many as it has at or above 0.5, held between the volume
         budget and its allowance) that print without supports along the build direction and are joined to
-        the clamp (:func:`~designgym.envs.manufacturing.keep_budget_printable`), with every member
+        the clamp (:func:`~designgym.envs.printing.keep_budget_printable`), with every member
         thinner and gap narrower than the ``r_min`` disk thickened or filled where that fits in the
-        allowance (:func:`~designgym.envs.manufacturing.keep_budget_printable_members`). Where that
+        allowance (:func:`~designgym.envs.printing.keep_budget_printable_members`). Where that
         leaves the load hanging on nothing, a strut that prints on its own joins it to the part or the
-        clamp (:func:`~designgym.envs.manufacturing.printable_bridge`), five cells wide where the volume
+        clamp (:func:`~designgym.envs.printing.printable_bridge`), five cells wide where the volume
         keeps it (``BRIDGE_MARGIN``), else three, and the repair runs again with the strut ranked first.
         Overhang, floating material and volume hold by construction; member size holds wherever the
         thickening finds a clean mask, and the load path wherever a strut fits the volume (it did for
