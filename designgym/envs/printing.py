@@ -235,12 +235,11 @@ def printable_bridge(kept: np.ndarray, anchored: np.ndarray, loaded: np.ndarray,
     def holds_support(r: int, c: int) -> bool:  # the band at (r, c) takes in a support cell
         return bool(anchored_up[r - h : r + h + 1, c - h : c + h + 1].any())
 
-    def joins(r: int, c: int) -> bool:  # ... or touches kept material along an edge
+    def joins(r: int, c: int) -> bool:  # ... or touches kept material along an edge (above, below or beside)
         if holds_support(r, c):
             return True
-        band = np.zeros_like(kept_up)
-        band[r - h : r + h + 1, c - h : c + h + 1] = True
-        return stop_at_kept and bool((ndimage.binary_dilation(band, structure=SOLID_CONNECTIVITY) & kept_up).any())
+        return stop_at_kept and bool(kept_up[max(r - h - 1, 0) : r + h + 2, c - h : c + h + 1].any()
+                                     or kept_up[r - h : r + h + 1, max(c - h - 1, 0) : c + h + 2].any())
 
     def walk(step: int, slope: int) -> tuple[np.ndarray, bool]:
         """The strut from the load, a row at a time toward the plate (``step`` 1) or away from it (-1)."""
