@@ -94,6 +94,107 @@ def test_the_policy_normaliser_merges_batches_like_one():
     assert np.all(np.abs(action) <= 1)
 
 
+def test_a_nearest_case_policy_answers_with_the_action_of_the_nearest_remembered_state():
+    space = gym.spaces.Box(-10, 10, (2,), np.float32)
+    policy = DistillPolicy(space, gym.spaces.Box(-1, 1, (3,), np.float32), lambda _: 1e-3, answer="nearest")
+    obs = np.array([[0.2, 0.1], [-3.0, -0.9]], np.float32)
+    with torch.no_grad():  # nothing remembered yet: the (untrained) MLP answers
+        np.testing.assert_allclose(policy.predict(obs, deterministic=True)[0], policy.mu(torch.as_tensor(obs)).numpy(),
+                                   atol=1e-6)
+    states = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, -1.0]])
+    actions = torch.tensor([[0.1, 0.2, 0.3], [-0.5, 0.5, 0.0], [0.9, -0.9, 0.4]])
+    policy.update_normalizer(torch.tensor([[-10.0, -1.0], [10.0, 1.0]]))  # the first feature spreads ten times wider
+    policy.remember(states, actions)
+    answered = policy.predict(obs, deterministic=True)[0]
+    # One remembered action each, not a blend; nearest in standardised features (in raw ones the
+    # second observation is nearest the first state).
+    np.testing.assert_allclose(answered, actions[[0, 2]].numpy(), atol=1e-6)
+
+
+def test_a_nearest_case_agent_remembers_every_case_and_keeps_its_memory_when_saved(tmp_path):
+    result = train(TrainConfig(env="designgym/MBB-v2", algo="distill", timesteps=1500, seed=3, n_envs=4,
+                               hyperparams={**SMALL, "policy_kwargs": "dict(answer='nearest')"}, out=str(tmp_path),
+                               run_name="run", eval_freq=0, save_freq=0, eval_episodes=24, threads=1))
+    trained, random_ = result.metrics["trained"], result.metrics["random"]
+    assert trained["mean_return"] > random_["mean_return"] + 1.0
+    model = SearchDistillation.load(result.model_path, device="cpu")
+    policy = model.policy
+    assert policy.answer == "nearest" and policy.memory_features.shape[0] > 20
+    # Each remembered case's own observation is answered with its best latent.
+    with torch.no_grad():
+        scaled = policy.scaled(policy.memory_features)
+        distances = torch.cdist(scaled, scaled)
+        distances.fill_diagonal_(float("inf"))
+    alone = int(torch.argmax(distances.min(dim=1).values))  # the case farthest from the others
+    own = policy.action_from_features(policy.memory_features[alone : alone + 1])
+    np.testing.assert_array_equal(own.detach().numpy()[0], policy.memory_actions[alone].numpy())
+    env = gym.make("designgym/MBB-v2")
+    again = rollout(env, lambda obs: model.predict(obs, deterministic=True)[0], 24, seed=10_003)["summary"]
+    assert again["mean_return"] == pytest.approx(trained["mean_return"])  # the saved memory is the trained one
+
+
+def test_the_fitted_distance_weighs_down_a_condition_that_does_not_matter(monkeypatch):
+    """Cases whose best action is their condition ``a``; condition ``b`` varies ten times as much and
+    does not matter. Leave-one-out answers judge which neighbour's action fits: the fit keeps ``a``
+    and weighs ``b`` down, and the answers get better."""
+    import types
+
+    import designgym.agents.distill as distill
+
+    model = SearchDistillation("MlpPolicy", _vec("designgym/MBB-v2"), policy_kwargs={"answer": "nearest"},
+                               metric_cases=60, seed=0, device="cpu")
+    from stable_baselines3.common.logger import configure
+
+    model.set_logger(configure(None, []))
+    rng = np.random.default_rng(0)
+    dim = model.observation_space.shape[0]
+    a, b = rng.uniform(-1, 1, 80), rng.uniform(-10, 10, 80)
+    features = np.zeros((80, dim), np.float32)
+    features[:, 0], features[:, 1] = a, b
+    features[:, 0] *= 10  # as raw features a spreads as much as b: the scaling alone does not tell them apart
+    for i in range(80):
+        model.replay_buffer.add({"conditions": {"a": a[i], "b": b[i]}, "start": np.zeros(1), "action": np.full(1, a[i]),
+                                 "feasible": True, "score": 0.0}, [(features[i], np.zeros(1), 1)])
+    policy = model.policy
+    policy.update_normalizer(torch.as_tensor(features))
+    policy.remember(torch.as_tensor(features), torch.as_tensor(a[:, None], dtype=torch.float32))
+
+    def judge(env, actions, conditions):  # the closer the action to the case's own a, the better
+        return types.SimpleNamespace(scores=-(np.asarray(actions)[:, 0] - conditions["a"]) ** 2)
+
+    monkeypatch.setattr(distill, "judge", judge)
+    env = types.SimpleNamespace(action_mode="direct")
+
+    def answers_error():
+        scaled = policy.scaled(torch.as_tensor(features))
+        weights = policy.memory_weights
+        root = torch.sqrt(weights)
+        distances = torch.cdist(scaled * root, scaled * root)
+        distances.fill_diagonal_(float("inf"))
+        return float(np.mean((a[distances.argmin(dim=1).numpy()] - a) ** 2))
+
+    before = answers_error()
+    judged = model._fit_metric(env)
+    weights = policy.memory_weights.numpy()
+    assert judged > 0 and model.metric_fitted_at == 80
+    assert weights[1] < weights[0] and weights[1] <= 0.25
+    assert answers_error() < before / 4
+
+
+def test_metric_cases_needs_a_nearest_case_policy():
+    with pytest.raises(ValueError, match="metric_cases fits the distance of a nearest-case policy"):
+        SearchDistillation("MlpPolicy", _vec("designgym/MBB-v2"), metric_cases=100, device="cpu")
+
+
+def test_an_unknown_answer_is_refused():
+    space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    with pytest.raises(ValueError, match="answer must be one of 'regression', 'nearest', got 'knn'"):
+        DistillPolicy(space, space, lambda _: 1e-3, answer="knn")
+    policy = DistillPolicy(space, space, lambda _: 1e-3)
+    with pytest.raises(ValueError, match="only a policy with answer='nearest' remembers"):
+        policy.remember(torch.zeros(1, 2), torch.zeros(1, 2))
+
+
 def test_the_case_buffer_drops_the_oldest_cases_and_their_states():
     buffer = CaseBuffer(capacity=2)
     for i in range(3):
@@ -118,6 +219,7 @@ def test_normalize_is_refused_before_a_run_folder_is_made(tmp_path):
     ("revisit=1.0", r"revisit must be in \[0, 1\)"),
     ("search_sigma=-1", "search_sigma must be a positive number"),
     ("neighbors=3", "did you mean 'neighbours'"),
+    ("policy_kwargs=dict(answer='knn')", "answer must be one of 'regression', 'nearest', got 'knn'"),
 ])
 def test_bad_settings_are_one_line(tmp_path, setting, message):
     result = subprocess.run([sys.executable, "-m", "designgym", "train", "--env", "MBB-v2", "--algo", "distill",

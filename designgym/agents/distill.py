@@ -13,7 +13,9 @@ observation (the conditions, and in delta mode the current latent) to an action;
    revisited too (``revisit``): a search with the small step ``revisit_sigma`` from the better of
    the policy's current answer and the case's best so far.
 3. **Distill.** The policy is fitted to the best actions by regression (mean squared error,
-   ``gradient_steps`` Adam steps per round on the buffer of cases).
+   ``gradient_steps`` Adam steps per round on the buffer of cases), or, with
+   ``policy_kwargs=dict(answer="nearest")``, remembers them: it answers with the best action of
+   the nearest buffered case (see :class:`~designgym.agents.distill_policy.DistillPolicy`).
 
 Why this shape (measured on Extrusion-v2, MBB-v2 and Cantilever-v1, see benchmarks/RESULTS.md):
 the best legal designs of a search lie on the edge of the legal region (perturbing them by 0.01
@@ -74,6 +76,12 @@ class SearchDistillation(BaseAlgorithm):
         cases_per_round: new cases each round (default: the number of envs).
         revisit: share of each round's searches spent on earlier cases.
         revisit_sigma: the CMA-ES step size of a revisit.
+        metric_cases: with a nearest-case policy in direct mode, fit the weights of its distance
+            on this many buffered cases (0: plain distance): each case is answered with the best
+            latent of its nearest other case, judged under its own conditions, and the weights
+            (a coordinate search over factors of each feature's weight) that make those answers
+            best on average are kept. Refitted each time the buffer has doubled, from 64 cases,
+            and at the end of ``learn``; its judged designs count as env steps.
         buffer_size: cases kept for fitting (the oldest leave first).
         batch_size: states per gradient step.
         gradient_steps: Adam steps after each round.
@@ -100,6 +108,7 @@ class SearchDistillation(BaseAlgorithm):
         cases_per_round: int | None = None,
         revisit: float = 0.75,
         revisit_sigma: float = 0.02,
+        metric_cases: int = 0,
         buffer_size: int = 100_000,
         batch_size: int = 256,
         gradient_steps: int = 128,
@@ -127,6 +136,7 @@ class SearchDistillation(BaseAlgorithm):
             "cases_per_round": (cases_per_round, cases_per_round is None or cases_per_round >= 1, "at least 1"),
             "revisit": (revisit, np.isfinite(revisit) and 0 <= revisit < 1, "in [0, 1)"),
             "revisit_sigma": (revisit_sigma, np.isfinite(revisit_sigma) and revisit_sigma > 0, "a positive number"),
+            "metric_cases": (metric_cases, metric_cases == 0 or metric_cases >= 2, "0 (off) or at least 2"),
             "buffer_size": (buffer_size, buffer_size >= 1, "at least 1"),
             "batch_size": (batch_size, batch_size >= 1, "at least 1"),
             "gradient_steps": (gradient_steps, gradient_steps >= 0, "at least 0"),
@@ -145,6 +155,8 @@ class SearchDistillation(BaseAlgorithm):
         self.cases_per_round = cases_per_round
         self.revisit = float(revisit)
         self.revisit_sigma = float(revisit_sigma)
+        self.metric_cases = int(metric_cases)
+        self.metric_fitted_at = 0  # buffered cases at the last fit of the memory's distance
         self.buffer_size = int(buffer_size)
         self.batch_size = int(batch_size)
         self.gradient_steps = int(gradient_steps)
@@ -156,6 +168,9 @@ class SearchDistillation(BaseAlgorithm):
         self._round_stats: dict[str, list[float]] = {}
         if _init_setup_model:
             self._setup_model()
+        if _init_setup_model and self.metric_cases and self.policy.answer != "nearest":
+            raise ValueError("metric_cases fits the distance of a nearest-case policy; add answer='nearest' to "
+                             "policy_kwargs or leave metric_cases out")
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -222,9 +237,13 @@ class SearchDistillation(BaseAlgorithm):
             if not self._round(env, callback, total_timesteps):
                 break
             self.train()
+            if self._metric_due() and not self._count(self._fit_metric(env), callback):
+                break
             rounds += 1
             if log_interval and rounds % log_interval == 0:
                 self._dump_logs()
+        if self.metric_cases and self.replay_buffer and len(self.replay_buffer) > self.metric_fitted_at:
+            self._count(self._fit_metric(env), callback)  # the final memory's distance
         callback.on_training_end()
         return self
 
@@ -389,7 +408,8 @@ class SearchDistillation(BaseAlgorithm):
 
     def train(self) -> None:
         """``gradient_steps`` Adam steps of mean squared error between the policy's actions and
-        the expert's on random states of the buffer."""
+        the expert's on random states of the buffer; a nearest-case policy (``answer="nearest"``)
+        remembers every buffered state and its expert action instead."""
         buffer = self.replay_buffer
         if buffer is None or not buffer.obs:
             return
@@ -404,7 +424,9 @@ class SearchDistillation(BaseAlgorithm):
         self._normalized_states = buffer.added_states
         losses = []
         assert self._search_rng is not None
-        for _ in range(self.gradient_steps):
+        if self.policy.answer == "nearest":  # the policy answers from a memory of every buffered state
+            self._remember(env)
+        for _ in range(self.gradient_steps if self.policy.answer == "regression" else 0):
             indices = self._search_rng.integers(len(buffer.obs), size=min(self.batch_size, len(buffer.obs)))
             obs_tensor, _ = self.policy.obs_to_tensor(_stack([buffer.obs[i] for i in indices]))
             target = th.as_tensor(self._labels(env, indices), device=self.device)
@@ -414,7 +436,7 @@ class SearchDistillation(BaseAlgorithm):
             self.policy.optimizer.step()
             losses.append(float(loss.item()))
         self.policy.set_training_mode(False)
-        self._n_updates += self.gradient_steps
+        self._n_updates += len(losses)
         if losses:
             self.logger.record("train/loss", float(np.mean(losses)))
         self.logger.record("train/n_updates", self._n_updates)
@@ -423,6 +445,66 @@ class SearchDistillation(BaseAlgorithm):
         for key, values in self._round_stats.items():
             if values:
                 self.logger.record(f"distill/{key}", float(np.mean(values)))
+
+    def _remember(self, env: Any, chunk: int = 4096) -> None:
+        """Fill a nearest-case policy's memory with every buffered state and the expert's action in it."""
+        buffer = self.replay_buffer
+        features, actions = [], []
+        for start in range(0, len(buffer.obs), chunk):
+            indices = np.arange(start, min(start + chunk, len(buffer.obs)))
+            obs_tensor, _ = self.policy.obs_to_tensor(_stack([buffer.obs[i] for i in indices]))
+            with th.no_grad():
+                features.append(self.policy.features(obs_tensor))
+            actions.append(th.as_tensor(self._labels(env, indices)))
+        self.policy.remember(th.cat(features), th.cat(actions))
+        self.logger.record("train/memory", len(buffer.obs))
+
+    def _metric_due(self) -> bool:
+        cases = len(self.replay_buffer)
+        return bool(self.metric_cases) and cases >= 64 and cases >= 2 * self.metric_fitted_at
+
+    def _fit_metric(self, env: Any, factors: tuple[float, ...] = (0.0, 0.25, 0.5, 2.0, 4.0), sweeps: int = 2) -> int:
+        """Fit the weights of a nearest-case policy's distance by leave-one-out answers on up to
+        ``metric_cases`` buffered cases (direct mode); returns the designs judged."""
+        self.metric_fitted_at = len(self.replay_buffer)
+        policy, buffer = self.policy, self.replay_buffer
+        if env.action_mode != "direct" or len(policy.memory_features) < 2:
+            return 0
+        assert self._search_rng is not None
+        with th.no_grad():
+            memory = policy.scaled(policy.memory_features)
+        actions = policy.memory_actions.cpu().numpy()
+        n = len(memory)
+        asked = th.as_tensor(self._search_rng.choice(n, size=min(self.metric_cases, n), replace=False))
+        spread = memory.std(dim=0) > 1e-6  # features that differ between cases (in direct mode, the conditions)
+        cache: dict[tuple[int, int], float] = {}
+
+        def answer_score(i: int, j: int) -> float:
+            if (i, j) not in cache:
+                conditions = buffer.case(buffer.state_case[i])["conditions"]
+                cache[(i, j)] = float(judge(env, actions[j][None], conditions).scores[0])
+            return cache[(i, j)]
+
+        def quality(weights: th.Tensor) -> float:
+            root = th.sqrt(weights * spread)
+            distances = th.cdist(memory[asked] * root, memory * root)
+            distances[th.arange(len(asked)), asked] = float("inf")  # leave the case itself out
+            answers = distances.argmin(dim=1)
+            return float(np.mean([answer_score(int(i), int(j)) for i, j in zip(asked, answers, strict=True)]))
+
+        weights = policy.memory_weights.detach().clone()
+        best = quality(weights)
+        for _ in range(sweeps):
+            for f in th.nonzero(spread).flatten().tolist():
+                for factor in factors:
+                    trial = weights.clone()
+                    trial[f] = weights[f] * factor if weights[f] > 0 else factor
+                    value = quality(trial)
+                    if value > best + 1e-9:
+                        best, weights = value, trial
+        policy.memory_weights.copy_(weights)
+        self.logger.record("train/metric_answer_score", best)
+        return len(cache)
 
     def _dump_logs(self) -> None:
         elapsed = max((time.time_ns() - self.start_time) / 1e9, 1e-9)

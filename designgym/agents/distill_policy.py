@@ -18,9 +18,12 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Combine
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
+ANSWERS = ("regression", "nearest")
+
 
 class DistillPolicy(BasePolicy):
-    """A deterministic policy: normalised features, an MLP, a tanh to the action bounds.
+    """A deterministic policy: normalised features, then an MLP with a tanh to the action bounds,
+    or the expert's action in the nearest remembered state.
 
     The observation features are standardised with a running mean and variance kept in the
     policy (saved with it), updated from the cases the algorithm collects, and clipped to
@@ -28,10 +31,23 @@ class DistillPolicy(BasePolicy):
     magnitude, and a feature constant in training (the zero latent of direct mode) must not blow
     up when it changes.
 
+    How it answers (``answer``):
+
+    - ``"regression"``: the MLP, fitted to the expert's actions by mean squared error.
+    - ``"nearest"``: the expert's action in the remembered state nearest to the observation
+      (Euclidean distance between normalised features, each weighted by ``memory_weights``): a
+      case memory, which the algorithm refills with every state of its buffer after each round
+      (and whose weights it may fit, ``metric_cases``). Where the best designs of similar
+      briefs are different shapes (one bracket's arm above the load, its neighbour's below), a
+      regression answers with their average, a design that is neither; the nearest case answers
+      with one that worked. The MLP is then not trained; it answers only while the memory is
+      empty. The memory is saved with the policy (a few floats per case).
+
     Args:
         observation_space, action_space, lr_schedule: as for every SB3 policy.
         net_arch: hidden layer sizes (default ``[256, 256]``).
         activation_fn: activation of the hidden layers (default ``nn.ReLU``).
+        answer: ``"regression"`` (default) or ``"nearest"``; see above.
         features_extractor_class: ``FlattenExtractor`` (``MlpPolicy``) or ``CombinedExtractor``
             (``MultiInputPolicy``, dict observations).
     """
@@ -43,6 +59,7 @@ class DistillPolicy(BasePolicy):
         lr_schedule: Schedule,
         net_arch: list[int] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
+        answer: str = "regression",
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -54,20 +71,27 @@ class DistillPolicy(BasePolicy):
             optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs, squash_output=True,
             normalize_images=normalize_images,
         )
+        if answer not in ANSWERS:
+            raise ValueError(f"answer must be one of {', '.join(map(repr, ANSWERS))}, got {answer!r}")
         self.net_arch = [256, 256] if net_arch is None else [int(n) for n in net_arch]
         self.activation_fn = activation_fn
+        self.answer = answer
         self.features_extractor = self.make_features_extractor()
         dim = self.features_extractor.features_dim
         self.register_buffer("feature_mean", th.zeros(dim))
         self.register_buffer("feature_var", th.ones(dim))
         self.register_buffer("feature_count", th.zeros(()))
         action_dim = int(np.prod(action_space.shape))
+        if answer == "nearest":  # resized to the saved memory when an agent loads (_load_from_state_dict)
+            self.register_buffer("memory_features", th.zeros(0, dim))
+            self.register_buffer("memory_actions", th.zeros(0, action_dim))
+            self.register_buffer("memory_weights", th.ones(dim))
         self.mu = nn.Sequential(*create_mlp(dim, action_dim, self.net_arch, activation_fn, squash_output=True))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(net_arch=self.net_arch, activation_fn=self.activation_fn,
+        data.update(net_arch=self.net_arch, activation_fn=self.activation_fn, answer=self.answer,
                     features_extractor_class=self.features_extractor_class,
                     features_extractor_kwargs=self.features_extractor_kwargs)
         return data
@@ -78,9 +102,39 @@ class DistillPolicy(BasePolicy):
     def forward(self, obs: Any) -> th.Tensor:
         return self.action_from_features(self.features(obs))
 
+    def scaled(self, features: th.Tensor) -> th.Tensor:
+        """Features standardised by the running mean and variance, clipped to ``[-10, 10]``."""
+        return th.clamp((features - self.feature_mean) / th.sqrt(self.feature_var + 1e-8), -10.0, 10.0)
+
     def action_from_features(self, features: th.Tensor) -> th.Tensor:
-        scaled = (features - self.feature_mean) / th.sqrt(self.feature_var + 1e-8)
-        return self.mu(th.clamp(scaled, -10.0, 10.0))
+        scaled = self.scaled(features)
+        if self.answer == "nearest" and len(self.memory_features):
+            return self.memory_actions[self.nearest(scaled, self.scaled(self.memory_features))]
+        return self.mu(scaled)
+
+    def nearest(self, scaled: th.Tensor, memory: th.Tensor, weights: th.Tensor | None = None) -> th.Tensor:
+        """Index in ``memory`` (scaled features) of each row's nearest state, by the distance
+        ``sqrt(sum_f w_f (x_f - m_f)^2)`` with the memory's weights (or ``weights``)."""
+        root = th.sqrt(self.memory_weights if weights is None else weights)
+        return th.cdist(scaled * root, memory * root).argmin(dim=1)
+
+    @th.no_grad()
+    def remember(self, features: th.Tensor, actions: th.Tensor) -> None:
+        """Replace the case memory (``answer="nearest"``): states' raw features and the expert's
+        action in each."""
+        if self.answer != "nearest":
+            raise ValueError(f"only a policy with answer='nearest' remembers states, this one answers by {self.answer}")
+        if len(features) != len(actions):
+            raise ValueError(f"{len(features)} states but {len(actions)} actions to remember")
+        device = self.feature_mean.device
+        self.memory_features = features.detach().to(device, th.float32).clone()
+        self.memory_actions = actions.detach().to(device, th.float32).clone()
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
+        for name in ("memory_features", "memory_actions"):  # the saved memory's size, not the empty one's
+            if name in self._buffers and prefix + name in state_dict:
+                self._buffers[name] = th.empty_like(state_dict[prefix + name], device=self.feature_mean.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _predict(self, observation: Any, deterministic: bool = False) -> th.Tensor:
         return self(observation)  # deterministic either way: exploration is the search's
