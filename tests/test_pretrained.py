@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import designgym
+from designgym.agents.distill import SearchDistillation
 from designgym.agents.evaluation import PRETRAINED_DIR, load_agent, make_design, pretrained_path
+from designgym.agents.hyperparams import resolve_settings
 
 SHIPPED = designgym.list_envs()  # every built-in env ships an agent made by the recipe
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -24,6 +26,9 @@ def test_pretrained_agent_is_small_and_says_how_it_was_made(env_id):
     assert sidecar["env"] == env_id and sidecar["algo"] == "distill"
     assert sidecar["command"].startswith(f"python scripts/ship_agent.py --env {env_id} --timesteps ")
     assert sidecar["hyperparams"]["search_budget"] >= 1 and sidecar["timesteps"] >= 1000
+    # ... with the settings the package ships for the env now, so that the command remakes it.
+    shipped = resolve_settings(SearchDistillation, "distill", env_id, None, {})
+    assert sidecar["hyperparams"] == shipped
     agent = load_agent("pretrained", env_id=env_id)
     assert agent.env_id == env_id and agent.normalizer is None
 
