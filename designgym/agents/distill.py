@@ -475,7 +475,8 @@ class SearchDistillation(BaseAlgorithm):
             memory = policy.scaled(policy.memory_features)
         actions = policy.memory_actions.cpu().numpy()
         n = len(memory)
-        asked = th.as_tensor(self._search_rng.choice(n, size=min(self.metric_cases, n), replace=False))
+        asked = th.as_tensor(self._search_rng.choice(n, size=min(self.metric_cases, n), replace=False),
+                             device=memory.device)
         spread = memory.std(dim=0) > 1e-6  # features that differ between cases (in direct mode, the conditions)
         cache: dict[tuple[int, int], float] = {}
 
@@ -488,7 +489,7 @@ class SearchDistillation(BaseAlgorithm):
         def quality(weights: th.Tensor) -> float:
             root = th.sqrt(weights * spread)
             distances = th.cdist(memory[asked] * root, memory * root)
-            distances[th.arange(len(asked)), asked] = float("inf")  # leave the case itself out
+            distances[th.arange(len(asked), device=memory.device), asked] = float("inf")  # leave the case out
             answers = distances.argmin(dim=1)
             return float(np.mean([answer_score(int(i), int(j)) for i, j in zip(asked, answers, strict=True)]))
 
