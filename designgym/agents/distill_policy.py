@@ -112,10 +112,10 @@ class DistillPolicy(BasePolicy):
             return self.memory_actions[self.nearest(scaled, self.scaled(self.memory_features))]
         return self.mu(scaled)
 
-    def nearest(self, scaled: th.Tensor, memory: th.Tensor, weights: th.Tensor | None = None) -> th.Tensor:
+    def nearest(self, scaled: th.Tensor, memory: th.Tensor) -> th.Tensor:
         """Index in ``memory`` (scaled features) of each row's nearest state, by the distance
-        ``sqrt(sum_f w_f (x_f - m_f)^2)`` with the memory's weights (or ``weights``)."""
-        root = th.sqrt(self.memory_weights if weights is None else weights)
+        ``sqrt(sum_f w_f (x_f - m_f)^2)`` with the memory's weights ``w``."""
+        root = th.sqrt(self.memory_weights)
         return th.cdist(scaled * root, memory * root).argmin(dim=1)
 
     @th.no_grad()
