@@ -111,6 +111,80 @@ def test_a_nearest_case_policy_answers_with_the_action_of_the_nearest_remembered
     np.testing.assert_allclose(answered, actions[[0, 2]].numpy(), atol=1e-6)
 
 
+def test_a_vote_policy_answers_with_the_action_that_did_best_on_the_most_similar_judged_briefs():
+    space = gym.spaces.Box(-10, 10, (1,), np.float32)
+    policy = DistillPolicy(space, gym.spaces.Box(-1, 1, (2,), np.float32), lambda _: 1e-3, answer="vote",
+                           vote_neighbours=4)
+    policy.update_normalizer(torch.tensor([[-1.0], [1.0]]))
+    states = torch.tensor([[0.0], [1.0], [2.0]])
+    actions = torch.tensor([[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]])
+    policy.remember(states, actions)
+    obs = np.array([[0.1], [1.9]], np.float32)
+    no_briefs_yet = policy.predict(obs, deterministic=True)[0]  # the nearest state's action
+    np.testing.assert_allclose(no_briefs_yet, actions[[0, 2]].numpy(), atol=1e-6)
+    # Four briefs near 0 on which state 1's action did best, state 0's worst; near 2, only one brief
+    # tried state 0's action (below the quorum of a quarter of four is one: it counts) and none did better.
+    briefs = torch.tensor([[0.0], [0.05], [0.15], [0.2], [1.9], [2.0], [2.1], [2.2]])
+    tried = torch.tensor([[0, 1]] * 4 + [[2, 0], [2, 1], [2, 1], [2, 1]])
+    scores = torch.tensor([[0.0, 1.0]] * 4 + [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    policy.remember_briefs(briefs, tried, scores)
+    np.testing.assert_allclose(policy.predict(obs, deterministic=True)[0], actions[[1, 2]].numpy(), atol=1e-6)
+    # A new case memory forgets the briefs, which name the old memory's actions.
+    policy.remember(states, actions)
+    assert len(policy.brief_features) == 0
+    with pytest.raises(ValueError, match="tried actions outside the memory's 3"):
+        policy.remember_briefs(briefs[:1], torch.tensor([[3]]), torch.ones(1, 1))
+
+
+def test_judged_briefs_are_scaled_within_each_brief_with_illegal_designs_at_zero():
+    from designgym.agents.distill import _scaled_within
+
+    np.testing.assert_allclose(_scaled_within([True, True, False, True], [2.0, 4.0, 9.0, 3.0]), [0, 1, 0, 0.5])
+    np.testing.assert_allclose(_scaled_within([False, False], [-3.0, -1.0]), [0, 1])  # none legal: the reward
+    np.testing.assert_allclose(_scaled_within([True, True], [1.0, 1.0]), [1, 1])
+
+
+def test_a_vote_agent_judges_briefs_within_its_steps_and_keeps_them_when_saved(tmp_path, monkeypatch):
+    steps = []
+    judge_briefs = SearchDistillation._judge_briefs
+
+    def counted(self, env, callback):
+        steps.append(self.num_timesteps)
+        judge_briefs(self, env, callback)
+        steps.append(self.num_timesteps)
+
+    monkeypatch.setattr(SearchDistillation, "_judge_briefs", counted)
+    hyperparams = {**SMALL, "policy_kwargs": "dict(answer='vote', vote_neighbours=5)", "metric_cases": 40,
+                   "vote_briefs": 30, "vote_latents": 4}
+    result = train(TrainConfig(env="designgym/MBB-v2", algo="distill", timesteps=1500, seed=3, n_envs=4,
+                               hyperparams=hyperparams, out=str(tmp_path), run_name="run", eval_freq=0, save_freq=0,
+                               eval_episodes=24, threads=1))
+    model = SearchDistillation.load(result.model_path, device="cpu")
+    policy = model.policy
+    assert policy.answer == "vote" and policy.vote_neighbours == 5
+    assert policy.brief_features.shape[0] == 30 and policy.brief_tried.shape == (30, 4)
+    assert int(policy.brief_tried.max()) < len(policy.memory_actions)
+    assert float(policy.brief_scores.max()) == 1.0 and float(policy.brief_scores.min()) >= 0.0
+    # Each brief was tried on its own nearest states: the first column is its nearest.
+    with torch.no_grad():
+        root = torch.sqrt(policy.memory_weights)
+        briefs = policy.scaled(policy.brief_features) * root
+        distances = torch.cdist(briefs, policy.scaled(policy.memory_features) * root)
+    np.testing.assert_array_equal(policy.brief_tried[:, 0].numpy(), distances.argmin(dim=1).numpy())
+    # The briefs' designs count as steps, the last ones of the run.
+    assert steps[1] - steps[0] == 30 * 4 and model.num_timesteps == steps[1] >= 1500
+    env = gym.make("designgym/MBB-v2")
+    again = rollout(env, lambda obs: model.predict(obs, deterministic=True)[0], 24, seed=10_003)["summary"]
+    assert again["mean_return"] == pytest.approx(result.metrics["trained"]["mean_return"])
+
+
+def test_judged_briefs_need_one_step_episodes():
+    model = SearchDistillation("MlpPolicy", _vec("designgym/ExtrusionSteps-v1"), policy_kwargs={"answer": "vote"},
+                               vote_briefs=10, seed=0, device="cpu")
+    with pytest.raises(ValueError, match="vote_briefs judges briefs for one-step \\(direct mode\\) envs"):
+        model.learn(1000)
+
+
 def test_a_nearest_case_agent_remembers_every_case_and_keeps_its_memory_when_saved(tmp_path):
     result = train(TrainConfig(env="designgym/MBB-v2", algo="distill", timesteps=1500, seed=3, n_envs=4,
                                hyperparams={**SMALL, "policy_kwargs": "dict(answer='nearest')"}, out=str(tmp_path),
@@ -188,11 +262,15 @@ def test_metric_cases_needs_a_nearest_case_policy():
 
 def test_an_unknown_answer_is_refused():
     space = gym.spaces.Box(-1, 1, (2,), np.float32)
-    with pytest.raises(ValueError, match="answer must be one of 'regression', 'nearest', got 'knn'"):
+    with pytest.raises(ValueError, match="answer must be one of 'regression', 'nearest', 'vote', got 'knn'"):
         DistillPolicy(space, space, lambda _: 1e-3, answer="knn")
     policy = DistillPolicy(space, space, lambda _: 1e-3)
-    with pytest.raises(ValueError, match="only a policy with answer='nearest' remembers"):
+    with pytest.raises(ValueError, match="only a policy with answer='nearest' or 'vote' remembers"):
         policy.remember(torch.zeros(1, 2), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="only a policy with answer='vote' remembers judged briefs"):
+        policy.remember_briefs(torch.zeros(1, 2), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match="vote_neighbours must be at least 1, got 0"):
+        DistillPolicy(space, space, lambda _: 1e-3, answer="vote", vote_neighbours=0)
 
 
 def test_the_case_buffer_drops_the_oldest_cases_and_their_states():
@@ -219,11 +297,16 @@ def test_normalize_is_refused_before_a_run_folder_is_made(tmp_path):
     ("revisit=1.0", r"revisit must be in \[0, 1\)"),
     ("search_sigma=-1", "search_sigma must be a positive number"),
     ("neighbors=3", "did you mean 'neighbours'"),
-    ("policy_kwargs=dict(answer='knn')", "answer must be one of 'regression', 'nearest', got 'knn'"),
+    ("policy_kwargs=dict(answer='knn')", "answer must be one of 'regression', 'nearest', 'vote', got 'knn'"),
+    ("vote_briefs=100", "give both answer='vote' in policy_kwargs and vote_briefs > 0, or neither"),
+    ("policy_kwargs=dict(answer='vote')", "give both answer='vote' in policy_kwargs and vote_briefs > 0, or neither"),
+    (["policy_kwargs=dict(answer='vote')", "vote_briefs=10"], "vote_briefs \\* vote_latents = 80 judged designs "
+                                                              "leave none of the 50 env steps"),
 ])
 def test_bad_settings_are_one_line(tmp_path, setting, message):
     result = subprocess.run([sys.executable, "-m", "designgym", "train", "--env", "MBB-v2", "--algo", "distill",
-                             "--timesteps", "50", "--out", str(tmp_path), "--params", setting],
+                             "--timesteps", "50", "--out", str(tmp_path), "--params",
+                             *([setting] if isinstance(setting, str) else setting)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert __import__("re").search(message, result.stderr), result.stderr

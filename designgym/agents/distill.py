@@ -17,6 +17,12 @@ observation (the conditions, and in delta mode the current latent) to an action;
    ``policy_kwargs=dict(answer="nearest")``, remembers them: it answers with the best action of
    the nearest buffered case (see :class:`~designgym.agents.distill_policy.DistillPolicy`).
 
+With ``policy_kwargs=dict(answer="vote")`` and ``vote_briefs=N`` (direct mode), training ends
+with N fresh briefs, each judged on the remembered actions of its ``vote_latents`` nearest
+states; the policy then answers a brief with the remembered action that did best over the most
+similar judged briefs. These judged designs are part of ``total_timesteps``: the rounds stop
+early enough to leave them.
+
 Why this shape (measured on Extrusion-v2, MBB-v2 and Cantilever-v1, see benchmarks/RESULTS.md):
 the best legal designs of a search lie on the edge of the legal region (perturbing them by 0.01
 in action units leaves 48 % of the extrusions and 88 % of the MBB beams legal), so a policy must
@@ -82,6 +88,11 @@ class SearchDistillation(BaseAlgorithm):
             (a coordinate search over factors of each feature's weight) that make those answers
             best on average are kept. Refitted each time the buffer has doubled, from 64 cases,
             and at the end of ``learn``; its judged designs count as env steps.
+        vote_briefs: with a vote policy (``answer="vote"``) in direct mode, briefs drawn at the end
+            of ``learn`` (after the last fit of the distance) and judged on the remembered actions
+            of their ``vote_latents`` nearest states; ``vote_briefs * vote_latents`` of the
+            ``total_timesteps`` are kept for them.
+        vote_latents: remembered actions tried on each judged brief.
         buffer_size: cases kept for fitting (the oldest leave first).
         batch_size: states per gradient step.
         gradient_steps: Adam steps after each round.
@@ -109,6 +120,8 @@ class SearchDistillation(BaseAlgorithm):
         revisit: float = 0.75,
         revisit_sigma: float = 0.02,
         metric_cases: int = 0,
+        vote_briefs: int = 0,
+        vote_latents: int = 8,
         buffer_size: int = 100_000,
         batch_size: int = 256,
         gradient_steps: int = 128,
@@ -137,6 +150,8 @@ class SearchDistillation(BaseAlgorithm):
             "revisit": (revisit, np.isfinite(revisit) and 0 <= revisit < 1, "in [0, 1)"),
             "revisit_sigma": (revisit_sigma, np.isfinite(revisit_sigma) and revisit_sigma > 0, "a positive number"),
             "metric_cases": (metric_cases, metric_cases == 0 or metric_cases >= 2, "0 (off) or at least 2"),
+            "vote_briefs": (vote_briefs, vote_briefs >= 0, "at least 0"),
+            "vote_latents": (vote_latents, vote_latents >= 1, "at least 1"),
             "buffer_size": (buffer_size, buffer_size >= 1, "at least 1"),
             "batch_size": (batch_size, batch_size >= 1, "at least 1"),
             "gradient_steps": (gradient_steps, gradient_steps >= 0, "at least 0"),
@@ -157,6 +172,8 @@ class SearchDistillation(BaseAlgorithm):
         self.revisit_sigma = float(revisit_sigma)
         self.metric_cases = int(metric_cases)
         self.metric_fitted_at = 0  # buffered cases at the last fit of the memory's distance
+        self.vote_briefs = int(vote_briefs)
+        self.vote_latents = int(vote_latents)
         self.buffer_size = int(buffer_size)
         self.batch_size = int(batch_size)
         self.gradient_steps = int(gradient_steps)
@@ -168,9 +185,13 @@ class SearchDistillation(BaseAlgorithm):
         self._round_stats: dict[str, list[float]] = {}
         if _init_setup_model:
             self._setup_model()
-        if _init_setup_model and self.metric_cases and self.policy.answer != "nearest":
+        if _init_setup_model and self.metric_cases and self.policy.answer == "regression":
             raise ValueError("metric_cases fits the distance of a nearest-case policy; add answer='nearest' to "
                              "policy_kwargs or leave metric_cases out")
+        if _init_setup_model and (self.policy.answer == "vote") != bool(self.vote_briefs):
+            raise ValueError("a vote policy answers from judged briefs: give both answer='vote' in policy_kwargs "
+                             f"and vote_briefs > 0, or neither (answer={self.policy.answer!r}, "
+                             f"vote_briefs={self.vote_briefs})")
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -231,8 +252,10 @@ class SearchDistillation(BaseAlgorithm):
                                                       progress_bar)
         callback.on_training_start(locals(), globals())
         env = self.judge_env()
+        self.check_steps(total_timesteps - self.num_timesteps)
+        reserved = self.vote_briefs * self.vote_latents  # the judged briefs' designs, at the end
         rounds = 0
-        while self.num_timesteps < total_timesteps:
+        while self.num_timesteps < total_timesteps - reserved:
             self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
             if not self._round(env, callback, total_timesteps):
                 break
@@ -244,8 +267,24 @@ class SearchDistillation(BaseAlgorithm):
                 self._dump_logs()
         if self.metric_cases and self.replay_buffer and len(self.replay_buffer) > self.metric_fitted_at:
             self._count(self._fit_metric(env), callback)  # the final memory's distance
+        if reserved and len(self.policy.memory_features):
+            self._judge_briefs(env, callback)
         callback.on_training_end()
         return self
+
+    def check_steps(self, steps: int) -> None:
+        """Refuse, before a run starts, ``steps`` more env steps that cannot hold the judged briefs
+        (``vote_briefs``), or judged briefs in an env that is not one-step."""
+        reserved = self.vote_briefs * self.vote_latents
+        if not reserved:
+            return
+        env = self.judge_env()
+        if env.action_mode != "direct":
+            raise ValueError("vote_briefs judges briefs for one-step (direct mode) envs; this env acts in "
+                             f"{env.action_mode} mode: leave vote_briefs out")
+        if reserved >= steps:
+            raise ValueError(f"vote_briefs * vote_latents = {reserved:,} judged designs leave none of the {steps:,} "
+                             "env steps to the searches; raise the timesteps or lower vote_briefs")
 
     def _round(self, env: Any, callback: BaseCallback, total_timesteps: int) -> bool:
         """One round: the policy's episodes, the searches, the buffer. False if a callback said stop."""
@@ -408,7 +447,7 @@ class SearchDistillation(BaseAlgorithm):
 
     def train(self) -> None:
         """``gradient_steps`` Adam steps of mean squared error between the policy's actions and
-        the expert's on random states of the buffer; a nearest-case policy (``answer="nearest"``)
+        the expert's on random states of the buffer; a nearest-case or vote policy
         remembers every buffered state and its expert action instead."""
         buffer = self.replay_buffer
         if buffer is None or not buffer.obs:
@@ -424,7 +463,7 @@ class SearchDistillation(BaseAlgorithm):
         self._normalized_states = buffer.added_states
         losses = []
         assert self._search_rng is not None
-        if self.policy.answer == "nearest":  # the policy answers from a memory of every buffered state
+        if self.policy.answer != "regression":  # the policy answers from a memory of every buffered state
             self._remember(env)
         for _ in range(self.gradient_steps if self.policy.answer == "regression" else 0):
             indices = self._search_rng.integers(len(buffer.obs), size=min(self.batch_size, len(buffer.obs)))
@@ -507,6 +546,53 @@ class SearchDistillation(BaseAlgorithm):
         self.logger.record("train/metric_answer_score", best)
         return len(cache)
 
+    def _judge_briefs(self, env: Any, callback: BaseCallback) -> None:
+        """Draw ``vote_briefs`` briefs, judge each on the remembered actions of its ``vote_latents``
+        nearest states, and give the policy what they scored (scaled within each brief)."""
+        policy = self.policy
+        self._check_observations(env)
+        assert self._search_rng is not None
+        with th.no_grad():
+            root = th.sqrt(policy.memory_weights)
+            memory = policy.scaled(policy.memory_features) * root
+        actions = policy.memory_actions.cpu().numpy()
+        k = min(self.vote_latents, len(actions))
+        features, tried, scores = [], [], []
+        for _ in range(self.vote_briefs):
+            case = env.sample_case(self._search_rng)
+            obs, _ = env.reset(options=case)
+            with th.no_grad():
+                feature = policy.features(policy.obs_to_tensor(obs)[0])
+                here = policy.scaled(feature) * root
+                nearest = th.cdist(here, memory)[0].topk(k, largest=False).indices.cpu()
+            judged = judge(env, actions[nearest.numpy()], case["conditions"])
+            features.append(feature[0].cpu())
+            tried.append(nearest)
+            scores.append(th.as_tensor(_scaled_within(judged.feasible, judged.scores), dtype=th.float32))
+            if not self._count(k, callback):
+                break
+        if features:
+            policy.remember_briefs(th.stack(features), th.stack(tried), th.stack(scores))
+        self.logger.record("train/judged_briefs", len(features))
+
+    def _check_observations(self, env: Any) -> None:
+        """The briefs are observed through the judge env; its observation of a buffered case must
+        be what the training envs showed (a wrapper that changes observations would break that)."""
+        buffer = self.replay_buffer
+        case_id = buffer.ids()[-1]
+        case = buffer.case(case_id)
+        options = {"conditions": case["conditions"]}
+        if env.initial_latent == "random":
+            options["latent"] = case["start"]
+        obs, _ = env.reset(options=options)
+        seen = buffer.obs[buffer.first_state(case_id)]
+        same = (all(np.allclose(obs[key], seen[key], atol=1e-5) for key in obs) if isinstance(obs, dict)
+                else np.allclose(obs, seen, atol=1e-5))
+        if not same:
+            raise ValueError("vote_briefs observes fresh briefs through the env itself, but the training envs show "
+                             "other observations (a wrapper changes them); train without that wrapper or leave "
+                             "vote_briefs out")
+
     def _dump_logs(self) -> None:
         elapsed = max((time.time_ns() - self.start_time) / 1e9, 1e-9)
         fps = int((self.num_timesteps - self._num_timesteps_at_start) / elapsed)
@@ -517,6 +603,16 @@ class SearchDistillation(BaseAlgorithm):
         self.logger.record("time/time_elapsed", int(elapsed), exclude="tensorboard")
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(step=self.num_timesteps)
+
+
+def _scaled_within(legal: np.ndarray, reward: np.ndarray) -> np.ndarray:
+    """One brief's judged designs scored in [0, 1]: legal designs by their reward, from 0 for the
+    worst legal one to 1 for the best; an illegal design 0 (when none is legal, by the reward)."""
+    legal, reward = np.asarray(legal, dtype=bool), np.asarray(reward, dtype=np.float64)
+    pool = reward[legal] if legal.any() else reward
+    low, high = float(pool.min()), float(pool.max())
+    scaled = (reward - low) / (high - low) if high > low else np.ones_like(reward)
+    return np.where(legal | ~legal.any(), np.clip(scaled, 0.0, 1.0), 0.0)
 
 
 def _index(obs: Any, i: int) -> Any:

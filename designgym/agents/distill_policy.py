@@ -18,7 +18,10 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Combine
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-ANSWERS = ("regression", "nearest")
+ANSWERS = ("regression", "nearest", "vote")
+#: With ``answer="vote"``: the share of the similar judged briefs that must have tried a latent
+#: before its mean score counts (a latent tried on one of twenty briefs is not a vote).
+VOTE_QUORUM = 0.25
 
 
 class DistillPolicy(BasePolicy):
@@ -42,12 +45,21 @@ class DistillPolicy(BasePolicy):
       regression answers with their average, a design that is neither; the nearest case answers
       with one that worked. The MLP is then not trained; it answers only while the memory is
       empty. The memory is saved with the policy (a few floats per case).
+    - ``"vote"``: the nearest case's memory, and besides it a memory of *judged briefs*: briefs
+      drawn after training, each with the remembered actions of its nearest states tried on it
+      and how well each did (scaled to [0, 1] within the brief). A new brief gets the remembered
+      action that did best on average over the ``vote_neighbours`` most similar judged briefs
+      (among actions tried on at least a quarter of them; the nearest case's action where none
+      was). The nearest case's best latent is best for that case; which of the near cases'
+      latents is best for a brief between them is a question the judged briefs answer. Until
+      the algorithm has judged briefs (``vote_briefs``), it answers as ``"nearest"``.
 
     Args:
         observation_space, action_space, lr_schedule: as for every SB3 policy.
         net_arch: hidden layer sizes (default ``[256, 256]``).
         activation_fn: activation of the hidden layers (default ``nn.ReLU``).
-        answer: ``"regression"`` (default) or ``"nearest"``; see above.
+        answer: ``"regression"`` (default), ``"nearest"`` or ``"vote"``; see above.
+        vote_neighbours: with ``answer="vote"``, the judged briefs each answer averages over.
         features_extractor_class: ``FlattenExtractor`` (``MlpPolicy``) or ``CombinedExtractor``
             (``MultiInputPolicy``, dict observations).
     """
@@ -60,6 +72,7 @@ class DistillPolicy(BasePolicy):
         net_arch: list[int] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
         answer: str = "regression",
+        vote_neighbours: int = 20,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -73,6 +86,9 @@ class DistillPolicy(BasePolicy):
         )
         if answer not in ANSWERS:
             raise ValueError(f"answer must be one of {', '.join(map(repr, ANSWERS))}, got {answer!r}")
+        if int(vote_neighbours) < 1:
+            raise ValueError(f"vote_neighbours must be at least 1, got {vote_neighbours!r}")
+        self.vote_neighbours = int(vote_neighbours)
         self.net_arch = [256, 256] if net_arch is None else [int(n) for n in net_arch]
         self.activation_fn = activation_fn
         self.answer = answer
@@ -82,16 +98,21 @@ class DistillPolicy(BasePolicy):
         self.register_buffer("feature_var", th.ones(dim))
         self.register_buffer("feature_count", th.zeros(()))
         action_dim = int(np.prod(action_space.shape))
-        if answer == "nearest":  # resized to the saved memory when an agent loads (_load_from_state_dict)
+        if answer in ("nearest", "vote"):  # resized to the saved memory when an agent loads (_load_from_state_dict)
             self.register_buffer("memory_features", th.zeros(0, dim))
             self.register_buffer("memory_actions", th.zeros(0, action_dim))
             self.register_buffer("memory_weights", th.ones(dim))
+        if answer == "vote":  # judged briefs: features, the memory indices tried on each, their scaled scores
+            self.register_buffer("brief_features", th.zeros(0, dim))
+            self.register_buffer("brief_tried", th.zeros(0, 0, dtype=th.long))
+            self.register_buffer("brief_scores", th.zeros(0, 0))
         self.mu = nn.Sequential(*create_mlp(dim, action_dim, self.net_arch, activation_fn, squash_output=True))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(net_arch=self.net_arch, activation_fn=self.activation_fn, answer=self.answer,
+                    vote_neighbours=self.vote_neighbours,
                     features_extractor_class=self.features_extractor_class,
                     features_extractor_kwargs=self.features_extractor_kwargs)
         return data
@@ -108,7 +129,9 @@ class DistillPolicy(BasePolicy):
 
     def action_from_features(self, features: th.Tensor) -> th.Tensor:
         scaled = self.scaled(features)
-        if self.answer == "nearest" and len(self.memory_features):
+        if self.answer == "vote" and len(self.brief_features):
+            return self.memory_actions[self.vote(scaled)]
+        if self.answer != "regression" and len(self.memory_features):
             return self.memory_actions[self.nearest(scaled, self.scaled(self.memory_features))]
         return self.mu(scaled)
 
@@ -118,20 +141,62 @@ class DistillPolicy(BasePolicy):
         root = th.sqrt(self.memory_weights)
         return th.cdist(scaled * root, memory * root).argmin(dim=1)
 
+    def vote(self, scaled: th.Tensor) -> th.Tensor:
+        """Index in the memory of each row's answer by the judged briefs (``answer="vote"``): the
+        remembered action with the best mean score over the row's ``vote_neighbours`` nearest
+        briefs, among those tried on at least :data:`VOTE_QUORUM` of them; the nearest state's
+        action where none was."""
+        root = th.sqrt(self.memory_weights)
+        briefs = self.scaled(self.brief_features) * root
+        k = min(self.vote_neighbours, len(briefs))
+        near = th.cdist(scaled * root, briefs).topk(k, dim=1, largest=False).indices
+        tried = self.brief_tried[near].flatten(1)
+        scores = self.brief_scores[near].flatten(1)
+        shape = (len(scaled), len(self.memory_actions))
+        total = th.zeros(shape, device=scaled.device).scatter_add_(1, tried, scores)
+        count = th.zeros(shape, device=scaled.device).scatter_add_(1, tried, th.ones_like(scores))
+        mean = th.where(count >= max(1.0, VOTE_QUORUM * k), total / count.clamp(min=1.0), th.full_like(total, -1.0))
+        best, chosen = mean.max(dim=1)
+        fallback = self.nearest(scaled, self.scaled(self.memory_features))
+        return th.where(best >= 0, chosen, fallback)
+
     @th.no_grad()
     def remember(self, features: th.Tensor, actions: th.Tensor) -> None:
-        """Replace the case memory (``answer="nearest"``): states' raw features and the expert's
-        action in each."""
-        if self.answer != "nearest":
-            raise ValueError(f"only a policy with answer='nearest' remembers states, this one answers by {self.answer}")
+        """Replace the case memory (``answer="nearest"`` or ``"vote"``): states' raw features and
+        the expert's action in each. The judged briefs of a vote refer to the old memory's
+        actions: they are forgotten."""
+        if self.answer == "regression":
+            raise ValueError("only a policy with answer='nearest' or 'vote' remembers states, this one answers by "
+                             "regression")
         if len(features) != len(actions):
             raise ValueError(f"{len(features)} states but {len(actions)} actions to remember")
         device = self.feature_mean.device
         self.memory_features = features.detach().to(device, th.float32).clone()
         self.memory_actions = actions.detach().to(device, th.float32).clone()
+        if self.answer == "vote":
+            self.remember_briefs(th.zeros(0, features.shape[1]), th.zeros(0, 0, dtype=th.long), th.zeros(0, 0))
+
+    @th.no_grad()
+    def remember_briefs(self, features: th.Tensor, tried: th.Tensor, scores: th.Tensor) -> None:
+        """Replace the judged briefs (``answer="vote"``): their raw features, the memory indices
+        of the actions tried on each (one row per brief) and each one's score, scaled to [0, 1]
+        within its brief (1 the best)."""
+        if self.answer != "vote":
+            raise ValueError(f"only a policy with answer='vote' remembers judged briefs, this one answers by "
+                             f"{self.answer}")
+        if not (len(features) == len(tried) == len(scores)) or tried.shape != scores.shape:
+            raise ValueError(f"judged briefs: {len(features)} features, tried {tuple(tried.shape)} and scores "
+                             f"{tuple(scores.shape)} must have one row per brief and one score per action tried")
+        if tried.numel() and (int(tried.min()) < 0 or int(tried.max()) >= len(self.memory_actions)):
+            raise ValueError(f"judged briefs tried actions outside the memory's {len(self.memory_actions)}")
+        device = self.feature_mean.device
+        self.brief_features = features.detach().to(device, th.float32).clone()
+        self.brief_tried = tried.detach().to(device, th.long).clone()
+        self.brief_scores = scores.detach().to(device, th.float32).clone()
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
-        for name in ("memory_features", "memory_actions"):  # the saved memory's size, not the empty one's
+        # The saved memory's size, not the empty one's.
+        for name in ("memory_features", "memory_actions", "brief_features", "brief_tried", "brief_scores"):
             if name in self._buffers and prefix + name in state_dict:
                 self._buffers[name] = th.empty_like(state_dict[prefix + name], device=self.feature_mean.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
