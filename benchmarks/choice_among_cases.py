@@ -1,0 +1,158 @@
+"""How much a one-shot answer gains by choosing among the near cases' latents, offline.
+
+Takes a shipped (or given) agent with a case memory (``answer="nearest"`` or ``"vote"``) and:
+
+1. judges every test case (the env's 200-case test split) on the remembered latents of its
+   ``--candidates`` nearest states (by the agent's own weighted distance), each scored by the
+   suite's normalized score: a table from which any rule that answers with one of those latents
+   is scored without judging again;
+2. draws ``--briefs`` fresh briefs (seeded apart from the test split) and judges each on the
+   latents of its ``--latents`` nearest states (scaled within the brief as
+   :func:`designgym.agents.distill._scaled_within` does: legal designs from 0, the worst, to 1,
+   the best; illegal ones 0);
+3. scores, on the test split, the nearest case's latent, the best of the 5 and of all
+   ``--candidates`` nearest (oracles that judge on the test brief itself), and the vote of the
+   ``--neighbours`` most similar judged briefs (what ``answer="vote"`` answers) for each number
+   of briefs and latents up to the ones given; paired against CMA-ES at 100 designs when
+   ``--searches`` names a benchmarks/score.py output folder that holds its searches.
+
+    python benchmarks/choice_among_cases.py --env designgym/Massing-v2 --searches /tmp/score
+    python benchmarks/choice_among_cases.py --env designgym/FloorPlan-v2 --agent runs/my-run --briefs 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from tqdm.auto import tqdm
+
+from designgym.agents.distill import _scaled_within
+from designgym.agents.evaluation import load_agent, pretrained_path
+from designgym.agents.scoring import _objective, at_least_as_good, iqm, shipped_references, test_split
+from designgym.agents.search import judge
+from designgym.envs.registration import resolve_env_id
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", required=True)
+    p.add_argument("--agent", default=None, help="run folder (default: the agent shipped for the env)")
+    p.add_argument("--candidates", type=int, default=30, help="nearest latents judged per test case")
+    p.add_argument("--briefs", type=int, default=6000)
+    p.add_argument("--latents", type=int, default=16, help="nearest latents judged per fresh brief")
+    p.add_argument("--neighbours", type=int, nargs="+", default=[10, 20, 40])
+    p.add_argument("--searches", type=Path, default=None, help="benchmarks/score.py --out folder with CMA-ES rows")
+    p.add_argument("--seed", type=int, default=987_654)
+    p.add_argument("--out", type=Path, default=None, help="JSON of the table (default: print only)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    env_id = resolve_env_id(args.env)
+    agent = load_agent(args.agent or pretrained_path(env_id))
+    policy = agent.model.policy
+    if getattr(policy, "answer", None) not in ("nearest", "vote") or not len(policy.memory_features):
+        raise SystemExit(f"{args.agent or env_id}: the agent has no case memory (answer='nearest' or 'vote')")
+    env = gym.make(env_id).unwrapped
+    refs = shipped_references(env_id)
+    with th.no_grad():
+        root = th.sqrt(policy.memory_weights)
+        memory = policy.scaled(policy.memory_features) * root
+    actions = policy.memory_actions.cpu().numpy()
+
+    def observe(case):
+        obs, _ = env.reset(options=case)
+        with th.no_grad():
+            return (policy.scaled(policy.features(policy.obs_to_tensor(obs)[0])) * root)[0]
+
+    def nearest(feature, k):
+        return th.cdist(feature[None], memory)[0].topk(min(k, len(memory)), largest=False).indices.numpy()
+
+    test_features, test_tried, test_scores = [], [], []
+    for i, case in enumerate(tqdm(test_split(env_id), desc="test cases", unit="case")):
+        feature = observe(case)
+        tried = nearest(feature, args.candidates)
+        judged = judge(env, actions[tried], case["conditions"])
+        scores = [refs.normalize(i, _objective(env, e.objectives), bool(e.feasible))
+                  for e in judged.evaluations]
+        test_features.append(feature)
+        test_tried.append(tried)
+        test_scores.append(scores)
+    test_tried, test_scores = np.array(test_tried), np.array(test_scores, dtype=float)
+
+    rng = np.random.default_rng(args.seed)
+    brief_features, brief_tried, brief_scores = [], [], []
+    for _ in tqdm(range(args.briefs), desc="fresh briefs", unit="brief"):
+        case = env.sample_case(rng)
+        feature = observe(case)
+        tried = nearest(feature, args.latents)
+        judged = judge(env, actions[tried], case["conditions"])
+        brief_features.append(feature)
+        brief_tried.append(tried)
+        brief_scores.append((judged.feasible, judged.scores))
+    distances = th.cdist(th.stack(test_features), th.stack(brief_features)).numpy()
+    cmaes = _cmaes_scores(args.searches, env_id, refs) if args.searches else None
+
+    rows = []
+
+    def row(name, scores):
+        entry = {"rule": name, "iqm": iqm(scores)}
+        if cmaes is not None:
+            entry["at_least_cmaes100"] = at_least_as_good(scores, cmaes)
+        rows.append(entry)
+        paired = f"  >= CMA-ES@100 {100 * entry['at_least_cmaes100']:5.1f} %" if cmaes is not None else ""
+        print(f"{name:48s} IQM {entry['iqm']:5.1f}{paired}", flush=True)
+
+    if cmaes is not None:
+        rows.append({"rule": "CMA-ES@100", "iqm": iqm(cmaes)})
+        print(f"{'CMA-ES@100':48s} IQM {iqm(cmaes):5.1f}")
+    row("nearest case", test_scores[:, 0])
+    row("best of the 5 nearest (oracle)", test_scores[:, :5].max(axis=1))
+    row(f"best of the {test_scores.shape[1]} nearest (oracle)", test_scores.max(axis=1))
+    for briefs in sorted({args.briefs // 2, args.briefs}):
+        for latents in sorted({max(1, args.latents // 2), args.latents}):
+            tried = np.array(brief_tried[:briefs])[:, :latents]
+            scaled = np.stack([_scaled_within(f[:latents], s[:latents]) for f, s in brief_scores[:briefs]])
+            for k in args.neighbours:
+                chosen = []
+                for i in range(len(test_tried)):
+                    near = np.argsort(distances[i, :briefs], kind="stable")[:k]
+                    total = np.zeros(len(actions))
+                    count = np.zeros(len(actions))
+                    np.add.at(total, tried[near].ravel(), scaled[near].ravel())
+                    np.add.at(count, tried[near].ravel(), 1.0)
+                    valid = count >= max(1.0, 0.25 * len(near))
+                    pick = int(np.where(valid, total / np.maximum(count, 1), -1).argmax()) if valid.any() else -1
+                    where = np.nonzero(test_tried[i] == pick)[0]
+                    # A latent outside the test case's judged candidates: scored as the nearest case (rare).
+                    chosen.append(test_scores[i, where[0]] if len(where) else test_scores[i, 0])
+                row(f"vote: {briefs} briefs x {latents} latents, {k} neighbours", np.array(chosen))
+    if args.out:
+        args.out.write_text(json.dumps({"env": env_id, "agent": str(args.agent or pretrained_path(env_id)),
+                                        "rows": rows}, indent=2))
+    return 0
+
+
+def _cmaes_scores(folder: Path, env_id: str, refs) -> np.ndarray:
+    found = {}
+    name = env_id.split("/")[-1]
+    for path in glob.glob(str(folder / "searches" / f"{name}-cmaes-*.json")):
+        for r in json.loads(Path(path).read_text())["rows"]:
+            best = r["budgets"].get("100")
+            if best is not None:
+                found[r["case"]] = refs.normalize(r["case"], best["objective"], best["feasible"])
+    if len(found) < len(refs.cases):
+        raise SystemExit(f"{folder}: CMA-ES@100 searches for {len(found)} of {len(refs.cases)} cases of {env_id}; run "
+                         f"benchmarks/score.py --envs {env_id} --methods cmaes --budgets 100 --top-cases 200 first")
+    return np.array([found[i] for i in range(len(refs.cases))])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
