@@ -43,7 +43,7 @@ import numpy as np
 
 ALGOS = ("distill", "ppo", "sac")
 METHODS = ("random", "cmaes", "tpe")
-#: Search seeds: case ``i`` of method ``k`` is seeded ``SEARCH_SEED + 1000 * k + i``.
+#: Search seeds: case ``i`` of method ``METHODS[k]`` is seeded ``SEARCH_SEED + 1000 * k + i``.
 SEARCH_SEED = 500_000
 CHUNK = 25
 
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--algos", nargs="*", default=list(ALGOS))
     p.add_argument("--steps", type=int, default=30_000, help="env steps of every agent (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    p.add_argument("--methods", nargs="*", default=list(METHODS))
+    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 10, 100, 1000])
     p.add_argument("--top-cases", type=int, default=50,
                    help="cases on which the searches run to the largest budget (default: %(default)s)")
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for env_id in envs:
-        for k, method in enumerate(args.methods):
+        for method in args.methods:
+            k = METHODS.index(method)  # by the method, not its place in --methods: `--methods cmaes` repeats a full run
             for first in range(0, n_cases, CHUNK):
                 last = min(first + CHUNK, n_cases)
                 top = max(args.budgets)
