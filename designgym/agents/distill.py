@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -91,7 +92,8 @@ class SearchDistillation(BaseAlgorithm):
         vote_briefs: with a vote policy (``answer="vote"``) in direct mode, briefs drawn at the end
             of ``learn`` (after the last fit of the distance) and judged on the remembered actions
             of their ``vote_latents`` nearest states; ``vote_briefs * vote_latents`` of the
-            ``total_timesteps`` are kept for them.
+            ``total_timesteps`` are kept for them (fewer briefs, with a warning, where that is
+            more than half the steps).
         vote_latents: remembered actions tried on each judged brief.
         buffer_size: cases kept for fitting (the oldest leave first).
         batch_size: states per gradient step.
@@ -253,7 +255,8 @@ class SearchDistillation(BaseAlgorithm):
         callback.on_training_start(locals(), globals())
         env = self.judge_env()
         self.check_steps(total_timesteps - self.num_timesteps)
-        reserved = self.vote_briefs * self.vote_latents  # the judged briefs' designs, at the end
+        briefs = self._briefs_for(total_timesteps - self.num_timesteps)
+        reserved = briefs * self.vote_latents  # the judged briefs' designs, at the end
         rounds = 0
         while self.num_timesteps < total_timesteps - reserved:
             self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
@@ -268,23 +271,30 @@ class SearchDistillation(BaseAlgorithm):
         if self.metric_cases and self.replay_buffer and len(self.replay_buffer) > self.metric_fitted_at:
             self._count(self._fit_metric(env), callback)  # the final memory's distance
         if reserved and len(self.policy.memory_features):
-            self._judge_briefs(env, callback)
+            self._judge_briefs(env, callback, briefs)
         callback.on_training_end()
         return self
 
     def check_steps(self, steps: int) -> None:
-        """Refuse, before a run starts, ``steps`` more env steps that cannot hold the judged briefs
-        (``vote_briefs``), or judged briefs in an env that is not one-step."""
-        reserved = self.vote_briefs * self.vote_latents
-        if not reserved:
+        """Refuse, before a run starts, judged briefs (``vote_briefs``) in an env that is not one-step."""
+        if not self.vote_briefs:
             return
         env = self.judge_env()
         if env.action_mode != "direct":
             raise ValueError("vote_briefs judges briefs for one-step (direct mode) envs; this env acts in "
                              f"{env.action_mode} mode: leave vote_briefs out")
-        if reserved >= steps:
-            raise ValueError(f"vote_briefs * vote_latents = {reserved:,} judged designs leave none of the {steps:,} "
-                             "env steps to the searches; raise the timesteps or lower vote_briefs")
+
+    def _briefs_for(self, steps: int) -> int:
+        """The briefs judged at the end of a run of ``steps`` env steps: ``vote_briefs``, or as
+        many as half the steps hold (a short run of the shipped settings still searches)."""
+        if not self.vote_briefs:
+            return 0
+        briefs = min(self.vote_briefs, steps // (2 * self.vote_latents))
+        if briefs < self.vote_briefs:
+            warnings.warn(f"vote_briefs={self.vote_briefs} judged briefs of {self.vote_latents} designs would take "
+                          f"more than half of the {steps:,} env steps; judging {briefs} (the policy answers by the "
+                          "nearest case where there are none)", stacklevel=3)
+        return briefs
 
     def _round(self, env: Any, callback: BaseCallback, total_timesteps: int) -> bool:
         """One round: the policy's episodes, the searches, the buffer. False if a callback said stop."""
@@ -546,8 +556,8 @@ class SearchDistillation(BaseAlgorithm):
         self.logger.record("train/metric_answer_score", best)
         return len(cache)
 
-    def _judge_briefs(self, env: Any, callback: BaseCallback) -> None:
-        """Draw ``vote_briefs`` briefs, judge each on the remembered actions of its ``vote_latents``
+    def _judge_briefs(self, env: Any, callback: BaseCallback, briefs: int) -> None:
+        """Draw ``briefs`` briefs, judge each on the remembered actions of its ``vote_latents``
         nearest states, and give the policy what they scored (scaled within each brief)."""
         policy = self.policy
         self._check_observations(env)
@@ -558,7 +568,7 @@ class SearchDistillation(BaseAlgorithm):
         actions = policy.memory_actions.cpu().numpy()
         k = min(self.vote_latents, len(actions))
         features, tried, scores = [], [], []
-        for _ in range(self.vote_briefs):
+        for _ in range(briefs):
             case = env.sample_case(self._search_rng)
             obs, _ = env.reset(options=case)
             with th.no_grad():
