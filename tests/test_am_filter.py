@@ -92,10 +92,12 @@ def test_printing_costs_stiffness_within_reason_on_the_envs_mesh():
     judged, plain_judged = bracket.evaluate(printable, conditions), bracket.evaluate(plain, conditions)
     assert plain_judged.violations["overhang"] > 0.4 and judged.violations["overhang"] == 0.0
     ratio = judged.objectives["compliance"] / plain_judged.objectives["compliance"]
-    # Printing costs stiffness here (plain SIMP's optimum is the stiffer), and no more than it did when
-    # measured: 21 % (benchmarks/am_reference.py has the spread over the test split).
-    assert ratio > 1.0
-    assert ratio == pytest.approx(1.214, abs=0.01)
+    # Printing costs stiffness here (plain SIMP's optimum is the stiffer), and about what it did when
+    # measured (benchmarks/am_reference.py has the spread over the test split): 21.4 % on the machine
+    # of the first measurement, 24.1 % on an AVX-512 machine, whose rounding sends the SIMP runs
+    # elsewhere; there the first two thickened designs cut the load's path (50 times as compliant as
+    # their SIMP fields), which optimize now refuses. Not 5,000 %.
+    assert 1.0 < ratio < 1.3
     assert judged.violations["floating_material"] == 0.0 and judged.violations["load_path"] == 0.0
 
 
