@@ -188,10 +188,9 @@ def test_a_short_run_judges_as_many_briefs_as_half_its_steps_hold():
 
 
 def test_judged_briefs_need_one_step_episodes():
-    model = SearchDistillation("MlpPolicy", _vec("designgym/ExtrusionSteps-v1"), policy_kwargs={"answer": "vote"},
-                               vote_briefs=10, seed=0, device="cpu")
     with pytest.raises(ValueError, match="vote_briefs judges briefs for one-step \\(direct mode\\) envs"):
-        model.learn(1000)
+        SearchDistillation("MlpPolicy", _vec("designgym/ExtrusionSteps-v1"), policy_kwargs={"answer": "vote"},
+                           vote_briefs=10, seed=0, device="cpu")
 
 
 def test_a_nearest_case_agent_remembers_every_case_and_keeps_its_memory_when_saved(tmp_path):

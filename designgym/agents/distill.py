@@ -194,6 +194,10 @@ class SearchDistillation(BaseAlgorithm):
             raise ValueError("a vote policy answers from judged briefs: give both answer='vote' in policy_kwargs "
                              f"and vote_briefs > 0, or neither (answer={self.policy.answer!r}, "
                              f"vote_briefs={self.vote_briefs})")
+        if _init_setup_model and self.vote_briefs and self.env is not None \
+                and self.judge_env().action_mode != "direct":
+            raise ValueError("vote_briefs judges briefs for one-step (direct mode) envs; this env acts in "
+                             f"{self.judge_env().action_mode} mode: leave vote_briefs out")
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -254,7 +258,6 @@ class SearchDistillation(BaseAlgorithm):
                                                       progress_bar)
         callback.on_training_start(locals(), globals())
         env = self.judge_env()
-        self.check_steps(total_timesteps - self.num_timesteps)
         briefs = self._briefs_for(total_timesteps - self.num_timesteps)
         reserved = briefs * self.vote_latents  # the judged briefs' designs, at the end
         rounds = 0
@@ -274,15 +277,6 @@ class SearchDistillation(BaseAlgorithm):
             self._judge_briefs(env, callback, briefs)
         callback.on_training_end()
         return self
-
-    def check_steps(self, steps: int) -> None:
-        """Refuse, before a run starts, judged briefs (``vote_briefs``) in an env that is not one-step."""
-        if not self.vote_briefs:
-            return
-        env = self.judge_env()
-        if env.action_mode != "direct":
-            raise ValueError("vote_briefs judges briefs for one-step (direct mode) envs; this env acts in "
-                             f"{env.action_mode} mode: leave vote_briefs out")
 
     def _briefs_for(self, steps: int) -> int:
         """The briefs judged at the end of a run of ``steps`` env steps: ``vote_briefs``, or as

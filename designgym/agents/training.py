@@ -455,9 +455,6 @@ def _set_up_with(vec_env: VecEnv, config: TrainConfig, settings: dict[str, Any],
         if norm is not None:
             vec_env = VecNormalize(vec_env, **norm)
         model = make_model(config, vec_env, settings, tensorboard_log=tb_dir)
-    check_steps = getattr(model, "check_steps", None)  # an algorithm that can tell now that the steps will not do
-    if check_steps is not None:
-        check_steps(config.timesteps - model.num_timesteps)
 
     callbacks: list[BaseCallback] = [DesignMetricsCallback()]
     saver = CheckpointSaver(run_dir / "checkpoints", config.save_freq)
