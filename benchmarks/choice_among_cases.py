@@ -13,11 +13,16 @@ Takes a shipped (or given) agent with a case memory (``answer="nearest"`` or ``"
 3. scores, on the test split, the nearest case's latent, the best of the 5 and of all
    ``--candidates`` nearest (oracles that judge on the test brief itself), and the vote of the
    ``--neighbours`` most similar judged briefs (what ``answer="vote"`` answers) for each number
-   of briefs and latents up to the ones given; paired against CMA-ES at 100 designs when
-   ``--searches`` names a benchmarks/score.py output folder that holds its searches.
+   of briefs and latents up to the ones given, and with ``--rank-models M`` the ranker of
+   ``answer="rank"`` (an ensemble of M MLPs fitted to all but the last ``--rank-validation``
+   judged briefs, its first choice also scored on those held out); paired against CMA-ES at
+   100 designs when ``--searches`` names a benchmarks/score.py output folder that holds its
+   searches.
 
     python benchmarks/choice_among_cases.py --env designgym/Massing-v2 --searches /tmp/score
     python benchmarks/choice_among_cases.py --env designgym/FloorPlan-v2 --agent runs/my-run --briefs 3000
+    python benchmarks/choice_among_cases.py --env designgym/Massing-v2 --briefs 16000 --rank-models 5 \\
+        --searches /tmp/score
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import torch as th
 from tqdm.auto import tqdm
 
 from designgym.agents.distill import _scaled_within
+from designgym.agents.distill_policy import MEMORY_ANSWERS, DistillPolicy
 from designgym.agents.evaluation import load_agent, pretrained_path
 from designgym.agents.scoring import _objective, at_least_as_good, iqm, shipped_references, test_split
 from designgym.agents.search import judge
@@ -47,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--briefs", type=int, default=6000)
     p.add_argument("--latents", type=int, default=16, help="nearest latents judged per fresh brief")
     p.add_argument("--neighbours", type=int, nargs="+", default=[10, 20, 40])
+    p.add_argument("--rank-models", type=int, default=0, help="fit a ranker of this many MLPs (0: none)")
+    p.add_argument("--rank-validation", type=int, default=1000, help="judged briefs held out of the ranker's fit")
     p.add_argument("--searches", type=Path, default=None, help="benchmarks/score.py --out folder with CMA-ES rows")
     p.add_argument("--seed", type=int, default=987_654)
     p.add_argument("--out", type=Path, default=None, help="JSON of the table (default: print only)")
@@ -58,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     env_id = resolve_env_id(args.env)
     agent = load_agent(args.agent or pretrained_path(env_id))
     policy = agent.model.policy
-    if getattr(policy, "answer", None) not in ("nearest", "vote") or not len(policy.memory_features):
-        raise SystemExit(f"{args.agent or env_id}: the agent has no case memory (answer='nearest' or 'vote')")
+    if getattr(policy, "answer", None) not in MEMORY_ANSWERS or not len(policy.memory_features):
+        raise SystemExit(f"{args.agent or env_id}: the agent has no case memory (answer='nearest', 'vote' or 'rank')")
     env = gym.make(env_id).unwrapped
     refs = shipped_references(env_id)
     with th.no_grad():
@@ -67,15 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         memory = policy.scaled(policy.memory_features) * root
     actions = policy.memory_actions.cpu().numpy()
 
+    raw = {}  # id(case) -> the policy's raw features of it (what a ranker is fitted on and asked)
+
     def observe(case):
         obs, _ = env.reset(options=case)
         with th.no_grad():
-            return (policy.scaled(policy.features(policy.obs_to_tensor(obs)[0])) * root)[0]
+            features = policy.features(policy.obs_to_tensor(obs)[0])
+            raw[id(case)] = features[0]
+            return (policy.scaled(features) * root)[0]
 
     def nearest(feature, k):
         return th.cdist(feature[None], memory)[0].topk(min(k, len(memory)), largest=False).indices.numpy()
 
-    test_features, test_tried, test_scores = [], [], []
+    test_features, test_raw, test_tried, test_scores = [], [], [], []
     for i, case in enumerate(tqdm(test_split(env_id), desc="test cases", unit="case")):
         feature = observe(case)
         tried = nearest(feature, args.candidates)
@@ -83,18 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         scores = [refs.normalize(i, _objective(env, e.objectives), bool(e.feasible))
                   for e in judged.evaluations]
         test_features.append(feature)
+        test_raw.append(raw.pop(id(case)))
         test_tried.append(tried)
         test_scores.append(scores)
     test_tried, test_scores = np.array(test_tried), np.array(test_scores, dtype=float)
 
     rng = np.random.default_rng(args.seed)
-    brief_features, brief_tried, brief_scores = [], [], []
+    brief_features, brief_raw, brief_tried, brief_scores = [], [], [], []
     for _ in tqdm(range(args.briefs), desc="fresh briefs", unit="brief"):
         case = env.sample_case(rng)
         feature = observe(case)
         tried = nearest(feature, args.latents)
         judged = judge(env, actions[tried], case["conditions"])
         brief_features.append(feature)
+        brief_raw.append(raw.pop(id(case)))
         brief_tried.append(tried)
         brief_scores.append((judged.feasible, judged.scores))
     distances = th.cdist(th.stack(test_features), th.stack(brief_features)).numpy()
@@ -134,6 +148,32 @@ def main(argv: list[str] | None = None) -> int:
                     # A latent outside the test case's judged candidates: scored as the nearest case (rare).
                     chosen.append(test_scores[i, where[0]] if len(where) else test_scores[i, 0])
                 row(f"vote: {briefs} briefs x {latents} latents, {k} neighbours", np.array(chosen))
+    if args.rank_models:
+        fit = args.briefs - args.rank_validation
+        if fit < 1:
+            raise SystemExit(f"--rank-validation {args.rank_validation} leaves none of the {args.briefs} briefs to fit")
+        ranker = DistillPolicy(policy.observation_space, policy.action_space, lambda _: 1e-3, answer="rank",
+                               rank_models=args.rank_models)
+        for name in ("feature_mean", "feature_var", "feature_count", "memory_weights"):
+            getattr(ranker, name).copy_(getattr(policy, name))
+        ranker.remember(policy.memory_features, policy.memory_actions)
+        briefs_raw = th.stack(brief_raw)
+        tried = th.as_tensor(np.array(brief_tried), dtype=th.long)
+        scaled = th.as_tensor(np.stack([_scaled_within(f, s) for f, s in brief_scores]), dtype=th.float32)
+        ranker.remember_briefs(briefs_raw[:fit], tried[:fit], scaled[:fit])
+        ranker.fit_ranker(seed=args.seed)
+        with th.no_grad():
+            held = ranker.rank(ranker.scaled(briefs_raw[fit:]))
+            test = ranker.rank(ranker.scaled(th.stack(test_raw)))
+        hit = tried[fit:] == held[:, None]
+        print(f"ranker's first choice on the {args.briefs - fit} held-out briefs: "
+              f"{float((scaled[fit:] * hit).sum(1).mean()):.3f} (the nearest case: {float(scaled[fit:, 0].mean()):.3f},"
+              f" on {float(hit.any(1).float().mean()):.0%} of them among the latents judged)")
+        chosen = []
+        for i, pick in enumerate(test.tolist()):
+            where = np.nonzero(test_tried[i] == pick)[0]
+            chosen.append(test_scores[i, where[0]] if len(where) else test_scores[i, 0])
+        row(f"rank: {fit} briefs x {args.latents} latents, {args.rank_models} models", np.array(chosen))
     if args.out:
         args.out.write_text(json.dumps({"env": env_id, "agent": str(args.agent or pretrained_path(env_id)),
                                         "rows": rows}, indent=2))

@@ -136,6 +136,44 @@ def test_a_vote_policy_answers_with_the_action_that_did_best_on_the_most_similar
         policy.remember_briefs(briefs[:1], torch.tensor([[3]]), torch.ones(1, 1))
 
 
+def test_a_rank_policy_learns_which_near_action_does_best_as_the_brief_changes():
+    # One feature x in [0, 1]; two remembered states (x = 0.3 and 0.7) and their actions. On the
+    # judged briefs the nearest state's action does best in the middle (0.25 < x < 0.75) and the
+    # far state's beyond: the ranker must learn where the nearest case is wrong.
+    space = gym.spaces.Box(-10, 10, (1,), np.float32)
+    policy = DistillPolicy(space, gym.spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-3, answer="rank",
+                           rank_models=2, rank_hidden=32, rank_epochs=200)
+    policy.update_normalizer(torch.tensor([[0.0], [1.0]]))
+    states, actions = torch.tensor([[0.3], [0.7]]), torch.tensor([[-0.5], [0.5]])
+    policy.remember(states, actions)
+    obs = np.array([[0.1], [0.4], [0.6], [0.9]], np.float32)
+    np.testing.assert_allclose(policy.predict(obs, deterministic=True)[0], [[-0.5], [-0.5], [0.5], [0.5]])
+    x = torch.linspace(0.0, 1.0, 201)[:, None]
+    tried = torch.tensor([[0, 1] if float(v) < 0.5 else [1, 0] for v in x])  # nearest state first
+    far_wins = ((x[:, 0] < 0.25) | (x[:, 0] > 0.75)).float()  # the far state's action does best out there
+    scores = torch.stack([1.0 - far_wins, far_wins], dim=1)
+    policy.remember_briefs(x, tried, scores)
+    # Not fitted to these briefs yet: the nearest case answers.
+    np.testing.assert_allclose(policy.predict(obs, deterministic=True)[0], [[-0.5], [-0.5], [0.5], [0.5]])
+    assert policy.fit_ranker(seed=0) > 0.9  # its first choice on the judged briefs themselves
+    np.testing.assert_allclose(policy.predict(obs, deterministic=True)[0], [[0.5], [-0.5], [0.5], [-0.5]])
+    # Seeded: fitting again from the same seed gives the same ensemble, the global random state untouched;
+    # the two models start apart.
+    assert not torch.equal(policy.rankers.weights[0][0], policy.rankers.weights[0][1])
+    # The briefs are not kept: the ranker answers without them.
+    assert len(policy.brief_features) == 0 and int(policy.rank_candidates) == 2
+    weights = [p.detach().clone() for p in policy.rankers.parameters()]
+    state = torch.get_rng_state()
+    policy.remember_briefs(x, tried, scores)
+    policy.fit_ranker(seed=0)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(a, b) for a, b in zip(weights, policy.rankers.parameters(), strict=True))
+    # A new case memory forgets the ranker's fit to the old one.
+    policy.remember(states, actions)
+    assert not bool(policy.rank_fitted)
+    np.testing.assert_allclose(policy.predict(obs, deterministic=True)[0], [[-0.5], [-0.5], [0.5], [0.5]])
+
+
 def test_judged_briefs_are_scaled_within_each_brief_with_illegal_designs_at_zero():
     from designgym.agents.distill import _scaled_within
 
@@ -175,6 +213,31 @@ def test_a_vote_agent_judges_briefs_within_its_steps_and_keeps_them_when_saved(t
     assert steps[1] - steps[0] == 30 * 4 and model.num_timesteps == steps[1] >= 1500
     env = gym.make("designgym/MBB-v2")
     again = rollout(env, lambda obs: model.predict(obs, deterministic=True)[0], 24, seed=10_003)["summary"]
+    assert again["mean_return"] == pytest.approx(result.metrics["trained"]["mean_return"])
+
+
+def test_a_rank_agent_fits_its_ranker_to_the_judged_briefs_and_keeps_it_when_saved(tmp_path):
+    hyperparams = {**SMALL, "policy_kwargs": "dict(answer='rank', rank_models=2, rank_hidden=32, rank_epochs=5)",
+                   "metric_cases": 40, "vote_briefs": 30, "vote_latents": 4}
+    result = train(TrainConfig(env="designgym/MBB-v2", algo="distill", timesteps=1500, seed=3, n_envs=4,
+                               hyperparams=hyperparams, out=str(tmp_path), run_name="run", eval_freq=0, save_freq=0,
+                               eval_episodes=24, threads=1))
+    model = SearchDistillation.load(result.model_path, device="cpu")
+    policy = model.policy
+    assert policy.answer == "rank" and policy.rank_models == 2 and bool(policy.rank_fitted)
+    assert int(policy.rank_candidates) == 4 and len(policy.brief_features) == 0  # fitted, the briefs let go
+    # It answers with one of its four nearest states' actions, not always the nearest one's.
+    env = gym.make("designgym/MBB-v2").unwrapped
+    observations = np.stack([env.reset(options=env.sample_case(np.random.default_rng(i)))[0] for i in range(40)])
+    with torch.no_grad():
+        scaled = policy.scaled(policy.features(policy.obs_to_tensor(observations)[0]))
+        near = policy.candidates(scaled, 4)
+        chosen = policy.rank(scaled)
+    assert all(int(c) in row.tolist() for c, row in zip(chosen, near, strict=True))
+    np.testing.assert_allclose(model.predict(observations, deterministic=True)[0],
+                               policy.memory_actions[chosen].numpy(), atol=1e-6)
+    again = rollout(gym.make("designgym/MBB-v2"), lambda obs: model.predict(obs, deterministic=True)[0], 24,
+                    seed=10_003)["summary"]
     assert again["mean_return"] == pytest.approx(result.metrics["trained"]["mean_return"])
 
 
@@ -270,15 +333,21 @@ def test_metric_cases_needs_a_nearest_case_policy():
 
 def test_an_unknown_answer_is_refused():
     space = gym.spaces.Box(-1, 1, (2,), np.float32)
-    with pytest.raises(ValueError, match="answer must be one of 'regression', 'nearest', 'vote', got 'knn'"):
+    with pytest.raises(ValueError, match="answer must be one of 'regression', 'nearest', 'vote', 'rank', got 'knn'"):
         DistillPolicy(space, space, lambda _: 1e-3, answer="knn")
     policy = DistillPolicy(space, space, lambda _: 1e-3)
-    with pytest.raises(ValueError, match="only a policy with answer='nearest' or 'vote' remembers"):
+    with pytest.raises(ValueError, match="only a policy with answer='nearest', 'vote' or 'rank' remembers"):
         policy.remember(torch.zeros(1, 2), torch.zeros(1, 2))
-    with pytest.raises(ValueError, match="only a policy with answer='vote' remembers judged briefs"):
+    with pytest.raises(ValueError, match="only a policy with answer='vote' or 'rank' remembers judged briefs"):
         policy.remember_briefs(torch.zeros(1, 2), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match="only a policy with answer='rank' has a ranker"):
+        policy.fit_ranker()
+    with pytest.raises(ValueError, match="the ranker learns from judged briefs; there are none"):
+        DistillPolicy(space, space, lambda _: 1e-3, answer="rank").fit_ranker()
     with pytest.raises(ValueError, match="vote_neighbours must be at least 1, got 0"):
         DistillPolicy(space, space, lambda _: 1e-3, answer="vote", vote_neighbours=0)
+    with pytest.raises(ValueError, match="rank_models must be at least 1, got 0"):
+        DistillPolicy(space, space, lambda _: 1e-3, answer="rank", rank_models=0)
 
 
 def test_the_case_buffer_drops_the_oldest_cases_and_their_states():
@@ -305,9 +374,10 @@ def test_normalize_is_refused_before_a_run_folder_is_made(tmp_path):
     ("revisit=1.0", r"revisit must be in \[0, 1\)"),
     ("search_sigma=-1", "search_sigma must be a positive number"),
     ("neighbors=3", "did you mean 'neighbours'"),
-    ("policy_kwargs=dict(answer='knn')", "answer must be one of 'regression', 'nearest', 'vote', got 'knn'"),
-    ("vote_briefs=100", "give both answer='vote' in policy_kwargs and vote_briefs > 0, or neither"),
-    ("policy_kwargs=dict(answer='vote')", "give both answer='vote' in policy_kwargs and vote_briefs > 0, or neither"),
+    ("policy_kwargs=dict(answer='knn')", "answer must be one of 'regression', 'nearest', 'vote', 'rank', got 'knn'"),
+    ("vote_briefs=100", r"give both answer='vote' \(or 'rank'\) in policy_kwargs and vote_briefs > 0, or neither"),
+    ("policy_kwargs=dict(answer='vote')", r"give both answer='vote' \(or 'rank'\) in policy_kwargs and vote_briefs"),
+    ("policy_kwargs=dict(answer='rank')", r"give both answer='vote' \(or 'rank'\) in policy_kwargs and vote_briefs"),
 ])
 def test_bad_settings_are_one_line(tmp_path, setting, message):
     result = subprocess.run([sys.executable, "-m", "designgym", "train", "--env", "MBB-v2", "--algo", "distill",

@@ -17,11 +17,12 @@ observation (the conditions, and in delta mode the current latent) to an action;
    ``policy_kwargs=dict(answer="nearest")``, remembers them: it answers with the best action of
    the nearest buffered case (see :class:`~designgym.agents.distill_policy.DistillPolicy`).
 
-With ``policy_kwargs=dict(answer="vote")`` and ``vote_briefs=N`` (direct mode), training ends
-with N fresh briefs, each judged on the remembered actions of its ``vote_latents`` nearest
-states; the policy then answers a brief with the remembered action that did best over the most
-similar judged briefs. These judged designs are part of ``total_timesteps``: the rounds stop
-early enough to leave them.
+With ``policy_kwargs=dict(answer="vote")`` or ``dict(answer="rank")`` and ``vote_briefs=N``
+(direct mode), training ends with N fresh briefs, each judged on the remembered actions of its
+``vote_latents`` nearest states; the policy then answers a brief with the remembered action that
+did best over the most similar judged briefs (the vote), or with the one a ranker fitted to the
+judged briefs puts first (no more env steps: a few minutes of gradient steps). These judged
+designs are part of ``total_timesteps``: the rounds stop early enough to leave them.
 
 Why this shape (measured on Extrusion-v2, MBB-v2 and Cantilever-v1, see benchmarks/RESULTS.md):
 the best legal designs of a search lie on the edge of the legal region (perturbing them by 0.01
@@ -60,7 +61,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback, Schedule
 from stable_baselines3.common.utils import safe_mean
 
 # The policy classes live beside the algorithm's name too: saved agents name them as distill.DistillPolicy.
-from designgym.agents.distill_policy import CaseBuffer, DistillPolicy, MultiInputDistillPolicy
+from designgym.agents.distill_policy import BRIEF_ANSWERS, CaseBuffer, DistillPolicy, MultiInputDistillPolicy
 from designgym.agents.search import gated_key, judge, search
 
 __all__ = ["CaseBuffer", "DistillPolicy", "MultiInputDistillPolicy", "SearchDistillation"]
@@ -89,7 +90,8 @@ class SearchDistillation(BaseAlgorithm):
             (a coordinate search over factors of each feature's weight) that make those answers
             best on average are kept. Refitted each time the buffer has doubled, from 64 cases,
             and at the end of ``learn``; its judged designs count as env steps.
-        vote_briefs: with a vote policy (``answer="vote"``) in direct mode, briefs drawn at the end
+        vote_briefs: with a vote or rank policy (``answer="vote"`` or ``"rank"``) in direct mode,
+            briefs drawn at the end
             of ``learn`` (after the last fit of the distance) and judged on the remembered actions
             of their ``vote_latents`` nearest states; ``vote_briefs * vote_latents`` of the
             ``total_timesteps`` are kept for them (fewer briefs, with a warning, where that is
@@ -190,9 +192,9 @@ class SearchDistillation(BaseAlgorithm):
         if _init_setup_model and self.metric_cases and self.policy.answer == "regression":
             raise ValueError("metric_cases fits the distance of a nearest-case policy; add answer='nearest' to "
                              "policy_kwargs or leave metric_cases out")
-        if _init_setup_model and (self.policy.answer == "vote") != bool(self.vote_briefs):
-            raise ValueError("a vote policy answers from judged briefs: give both answer='vote' in policy_kwargs "
-                             f"and vote_briefs > 0, or neither (answer={self.policy.answer!r}, "
+        if _init_setup_model and (self.policy.answer in BRIEF_ANSWERS) != bool(self.vote_briefs):
+            raise ValueError("a vote or rank policy answers from judged briefs: give both answer='vote' (or 'rank') "
+                             f"in policy_kwargs and vote_briefs > 0, or neither (answer={self.policy.answer!r}, "
                              f"vote_briefs={self.vote_briefs})")
         if _init_setup_model and self.vote_briefs and self.env is not None \
                 and self.judge_env().action_mode != "direct":
@@ -451,7 +453,7 @@ class SearchDistillation(BaseAlgorithm):
 
     def train(self) -> None:
         """``gradient_steps`` Adam steps of mean squared error between the policy's actions and
-        the expert's on random states of the buffer; a nearest-case or vote policy
+        the expert's on random states of the buffer; a nearest-case, vote or rank policy
         remembers every buffered state and its expert action instead."""
         buffer = self.replay_buffer
         if buffer is None or not buffer.obs:
@@ -577,6 +579,8 @@ class SearchDistillation(BaseAlgorithm):
                 break
         if features:
             policy.remember_briefs(th.stack(features), th.stack(tried), th.stack(scores))
+            if policy.answer == "rank":
+                self.logger.record("train/ranker_first_choice_score", policy.fit_ranker(seed=self.seed or 0))
         self.logger.record("train/judged_briefs", len(features))
 
     def _check_observations(self, env: Any) -> None:

@@ -18,10 +18,16 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Combine
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-ANSWERS = ("regression", "nearest", "vote")
+ANSWERS = ("regression", "nearest", "vote", "rank")
+#: The answers that keep a case memory, and those that also keep judged briefs.
+MEMORY_ANSWERS = ("nearest", "vote", "rank")
+BRIEF_ANSWERS = ("vote", "rank")
 #: With ``answer="vote"``: the share of the similar judged briefs that must have tried a latent
 #: before its mean score counts (a latent tried on one of twenty briefs is not a vote).
 VOTE_QUORUM = 0.25
+#: With ``answer="rank"``: the temperature of the target distribution over a brief's tried
+#: actions (softmax of the scores in [0, 1] over it): 0.1 puts most of the weight on the best few.
+RANK_TEMPERATURE = 0.1
 
 
 class DistillPolicy(BasePolicy):
@@ -53,13 +59,26 @@ class DistillPolicy(BasePolicy):
       was). The nearest case's best latent is best for that case; which of the near cases'
       latents is best for a brief between them is a question the judged briefs answer. Until
       the algorithm has judged briefs (``vote_briefs``), it answers as ``"nearest"``.
+    - ``"rank"``: the judged briefs of ``"vote"``, learned from instead of averaged over: an
+      ensemble of ``rank_models`` small MLPs scores each of a brief's candidates (the actions of
+      its nearest states, as many as each judged brief tried) from the brief's features, the
+      candidate state's offset from them, the candidate action and the distance, and is fitted
+      to rank each judged brief's tried actions as they scored (a listwise loss: cross-entropy
+      against the softmax of the scores at :data:`RANK_TEMPERATURE`). A new brief gets the
+      candidate the ensemble ranks first (the sum of the models' log-probabilities). The vote
+      averages scores over whole neighbourhoods of briefs; the ranker learns how a latent's
+      worth changes across them. Until it is fitted, it answers as ``"nearest"``; once it is,
+      the judged briefs are not kept (the ranker and the memory answer, a saved agent stays small).
 
     Args:
         observation_space, action_space, lr_schedule: as for every SB3 policy.
         net_arch: hidden layer sizes (default ``[256, 256]``).
         activation_fn: activation of the hidden layers (default ``nn.ReLU``).
-        answer: ``"regression"`` (default), ``"nearest"`` or ``"vote"``; see above.
+        answer: ``"regression"`` (default), ``"nearest"``, ``"vote"`` or ``"rank"``; see above.
         vote_neighbours: with ``answer="vote"``, the judged briefs each answer averages over.
+        rank_models: with ``answer="rank"``, the MLPs of the ensemble.
+        rank_hidden: their two hidden layers' width.
+        rank_epochs: passes over the judged briefs that fit each of them.
         features_extractor_class: ``FlattenExtractor`` (``MlpPolicy``) or ``CombinedExtractor``
             (``MultiInputPolicy``, dict observations).
     """
@@ -73,6 +92,9 @@ class DistillPolicy(BasePolicy):
         activation_fn: type[nn.Module] = nn.ReLU,
         answer: str = "regression",
         vote_neighbours: int = 20,
+        rank_models: int = 5,
+        rank_hidden: int = 256,
+        rank_epochs: int = 60,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
@@ -88,7 +110,11 @@ class DistillPolicy(BasePolicy):
             raise ValueError(f"answer must be one of {', '.join(map(repr, ANSWERS))}, got {answer!r}")
         if int(vote_neighbours) < 1:
             raise ValueError(f"vote_neighbours must be at least 1, got {vote_neighbours!r}")
+        for name, value in (("rank_models", rank_models), ("rank_hidden", rank_hidden), ("rank_epochs", rank_epochs)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be at least 1, got {value!r}")
         self.vote_neighbours = int(vote_neighbours)
+        self.rank_models, self.rank_hidden, self.rank_epochs = int(rank_models), int(rank_hidden), int(rank_epochs)
         self.net_arch = [256, 256] if net_arch is None else [int(n) for n in net_arch]
         self.activation_fn = activation_fn
         self.answer = answer
@@ -98,21 +124,27 @@ class DistillPolicy(BasePolicy):
         self.register_buffer("feature_var", th.ones(dim))
         self.register_buffer("feature_count", th.zeros(()))
         action_dim = int(np.prod(action_space.shape))
-        if answer in ("nearest", "vote"):  # resized to the saved memory when an agent loads (_load_from_state_dict)
+        if answer in MEMORY_ANSWERS:  # resized to the saved memory when an agent loads (_load_from_state_dict)
             self.register_buffer("memory_features", th.zeros(0, dim))
             self.register_buffer("memory_actions", th.zeros(0, action_dim))
             self.register_buffer("memory_weights", th.ones(dim))
-        if answer == "vote":  # judged briefs: features, the memory indices tried on each, their scaled scores
+        if answer in BRIEF_ANSWERS:  # judged briefs: features, the memory indices tried on each, their scaled scores
             self.register_buffer("brief_features", th.zeros(0, dim))
             self.register_buffer("brief_tried", th.zeros(0, 0, dtype=th.long))
             self.register_buffer("brief_scores", th.zeros(0, 0))
+        if answer == "rank":  # input: brief, candidate state's offset, candidate action, distance
+            width = 2 * dim + action_dim + 1
+            self.register_buffer("rank_fitted", th.zeros((), dtype=th.bool))  # to the current memory
+            self.register_buffer("rank_candidates", th.zeros((), dtype=th.long))  # near actions it ranks
+            self.rankers = RankerEnsemble(self.rank_models, width, self.rank_hidden, activation_fn)
         self.mu = nn.Sequential(*create_mlp(dim, action_dim, self.net_arch, activation_fn, squash_output=True))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(net_arch=self.net_arch, activation_fn=self.activation_fn, answer=self.answer,
-                    vote_neighbours=self.vote_neighbours,
+                    vote_neighbours=self.vote_neighbours, rank_models=self.rank_models,
+                    rank_hidden=self.rank_hidden, rank_epochs=self.rank_epochs,
                     features_extractor_class=self.features_extractor_class,
                     features_extractor_kwargs=self.features_extractor_kwargs)
         return data
@@ -131,6 +163,8 @@ class DistillPolicy(BasePolicy):
         scaled = self.scaled(features)
         if self.answer == "vote" and len(self.brief_features):
             return self.memory_actions[self.vote(scaled)]
+        if self.answer == "rank" and bool(self.rank_fitted):
+            return self.memory_actions[self.rank(scaled)]
         if self.answer != "regression" and len(self.memory_features):
             return self.memory_actions[self.nearest(scaled, self.scaled(self.memory_features))]
         return self.mu(scaled)
@@ -160,30 +194,99 @@ class DistillPolicy(BasePolicy):
         fallback = self.nearest(scaled, self.scaled(self.memory_features))
         return th.where(best >= 0, chosen, fallback)
 
+    def candidates(self, scaled: th.Tensor, k: int) -> th.Tensor:
+        """Memory indices of each row's ``k`` nearest states, nearest first (the weighted distance)."""
+        root = th.sqrt(self.memory_weights)
+        memory = self.scaled(self.memory_features) * root
+        k = min(k, len(memory))
+        return th.cdist(scaled * root, memory).topk(k, dim=1, largest=False).indices
+
+    def _rank_inputs(self, scaled: th.Tensor, tried: th.Tensor) -> th.Tensor:
+        """The rankers' input for each row's candidates ``tried`` (memory indices):
+        ``(rows, candidates, 2 * features + action + 1)``."""
+        root = th.sqrt(self.memory_weights)
+        here = (scaled * root)[:, None, :].expand(-1, tried.shape[1], -1)
+        there = (self.scaled(self.memory_features) * root)[tried]
+        offset = there - here
+        return th.cat([here, offset, self.memory_actions[tried], offset.norm(dim=-1, keepdim=True)], dim=-1)
+
+    def _rank_logits(self, inputs: th.Tensor) -> th.Tensor:
+        """The ensemble's summed log-probabilities over each row's candidates."""
+        return th.log_softmax(self.rankers(inputs), dim=-1).sum(dim=0)
+
+    def rank(self, scaled: th.Tensor) -> th.Tensor:
+        """Index in the memory of each row's answer by the ranker (``answer="rank"``): of the
+        actions of its nearest states (as many as each judged brief tried), the one the ensemble
+        ranks first."""
+        tried = self.candidates(scaled, int(self.rank_candidates))
+        best = self._rank_logits(self._rank_inputs(scaled, tried)).argmax(dim=1)
+        return tried.gather(1, best[:, None])[:, 0]
+
+    def fit_ranker(self, seed: int = 0, batch_size: int = 128) -> float:
+        """Fit the ranker's ensemble to the judged briefs (``answer="rank"``): ``rank_epochs``
+        passes of AdamW, each model from its own initial weights and in its own order of the
+        briefs (all drawn from ``seed``; the global random state is left as it was). Returns the
+        mean score (in [0, 1] within each brief) of the ensemble's first choice on the judged
+        briefs themselves.
+
+        The briefs are then forgotten: the ranker answers without them (they would make the
+        saved agent several times larger), ranking as many near actions as each brief tried."""
+        if self.answer != "rank":
+            raise ValueError(f"only a policy with answer='rank' has a ranker, this one answers by {self.answer}")
+        if not len(self.brief_features):
+            raise ValueError("the ranker learns from judged briefs; there are none")
+        with th.no_grad():
+            inputs = self._rank_inputs(self.scaled(self.brief_features), self.brief_tried)
+            target = th.softmax(self.brief_scores / RANK_TEMPERATURE, dim=1)
+        n, models = len(inputs), self.rank_models
+        shuffle = th.Generator().manual_seed(seed)
+        with th.random.fork_rng():
+            th.manual_seed(seed)
+            self.rankers.reset_parameters()
+        optimizer = th.optim.AdamW(self.rankers.parameters(), lr=1e-3, weight_decay=1e-4)
+        for _ in range(self.rank_epochs):
+            orders = th.stack([th.randperm(n, generator=shuffle) for _ in range(models)]).to(inputs.device)
+            for start in range(0, n, batch_size):
+                batch = orders[:, start : start + batch_size]  # (models, batch): each model's own briefs
+                logp = th.log_softmax(self.rankers(inputs[batch], per_model=True), dim=-1)
+                loss = -(target[batch] * logp).sum(dim=-1).mean(dim=-1).sum()  # the models' losses are apart
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        with th.no_grad():
+            first = self._rank_logits(inputs).argmax(dim=1)
+            score = float(self.brief_scores.gather(1, first[:, None]).mean())
+            candidates = self.brief_tried.shape[1]
+            self.remember_briefs(self.brief_features[:0], self.brief_tried[:0], self.brief_scores[:0])
+            self.rank_candidates.fill_(candidates)
+            self.rank_fitted.fill_(True)
+        return score
+
     @th.no_grad()
     def remember(self, features: th.Tensor, actions: th.Tensor) -> None:
-        """Replace the case memory (``answer="nearest"`` or ``"vote"``): states' raw features and
-        the expert's action in each. The judged briefs of a vote refer to the old memory's
-        actions: they are forgotten."""
+        """Replace the case memory (``answer="nearest"``, ``"vote"`` or ``"rank"``): states' raw
+        features and the expert's action in each. Judged briefs refer to the old memory's actions:
+        they are forgotten (and a ranker answers as the nearest case until fitted again)."""
         if self.answer == "regression":
-            raise ValueError("only a policy with answer='nearest' or 'vote' remembers states, this one answers by "
-                             "regression")
+            raise ValueError("only a policy with answer='nearest', 'vote' or 'rank' remembers states, this one "
+                             "answers by regression")
         if len(features) != len(actions):
             raise ValueError(f"{len(features)} states but {len(actions)} actions to remember")
         device = self.feature_mean.device
         self.memory_features = features.detach().to(device, th.float32).clone()
         self.memory_actions = actions.detach().to(device, th.float32).clone()
-        if self.answer == "vote":
+        if self.answer in BRIEF_ANSWERS:
             self.remember_briefs(th.zeros(0, features.shape[1]), th.zeros(0, 0, dtype=th.long), th.zeros(0, 0))
 
     @th.no_grad()
     def remember_briefs(self, features: th.Tensor, tried: th.Tensor, scores: th.Tensor) -> None:
-        """Replace the judged briefs (``answer="vote"``): their raw features, the memory indices
-        of the actions tried on each (one row per brief) and each one's score, scaled to [0, 1]
-        within its brief (1 the best)."""
-        if self.answer != "vote":
-            raise ValueError(f"only a policy with answer='vote' remembers judged briefs, this one answers by "
-                             f"{self.answer}")
+        """Replace the judged briefs (``answer="vote"`` or ``"rank"``): their raw features, the
+        memory indices of the actions tried on each (one row per brief) and each one's score,
+        scaled to [0, 1] within its brief (1 the best). A ranker answers as the nearest case until
+        it is fitted to them (:meth:`fit_ranker`)."""
+        if self.answer not in BRIEF_ANSWERS:
+            raise ValueError(f"only a policy with answer='vote' or 'rank' remembers judged briefs, this one answers "
+                             f"by {self.answer}")
         if not (len(features) == len(tried) == len(scores)) or tried.shape != scores.shape:
             raise ValueError(f"judged briefs: {len(features)} features, tried {tuple(tried.shape)} and scores "
                              f"{tuple(scores.shape)} must have one row per brief and one score per action tried")
@@ -193,6 +296,8 @@ class DistillPolicy(BasePolicy):
         self.brief_features = features.detach().to(device, th.float32).clone()
         self.brief_tried = tried.detach().to(device, th.long).clone()
         self.brief_scores = scores.detach().to(device, th.float32).clone()
+        if self.answer == "rank":
+            self.rank_fitted.fill_(False)
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
         # The saved memory's size, not the empty one's.
@@ -218,6 +323,42 @@ class DistillPolicy(BasePolicy):
         m2 = self.feature_var * count + var * n + delta**2 * count * n / total
         self.feature_var.copy_(m2 / total)
         self.feature_count.fill_(total)
+
+
+class RankerEnsemble(nn.Module):
+    """``models`` MLPs of two hidden layers held as stacked weights, so that the ensemble runs
+    (and trains) in one batched pass: each model scores the candidates of each row, a logit per
+    candidate."""
+
+    def __init__(self, models: int, width: int, hidden: int, activation_fn: type[nn.Module] = nn.ReLU) -> None:
+        super().__init__()
+        sizes = [width, hidden, hidden, 1]
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        self.weights = nn.ParameterList(nn.Parameter(th.empty(models, a, b)) for a, b in pairs)
+        self.biases = nn.ParameterList(nn.Parameter(th.empty(models, 1, b)) for b in sizes[1:])
+        self.activation = activation_fn()
+        self.reset_parameters()
+
+    @th.no_grad()
+    def reset_parameters(self) -> None:
+        """Each layer as ``nn.Linear`` starts: uniform in +-1/sqrt(fan in), weights and biases."""
+        for weight, bias in zip(self.weights, self.biases, strict=True):
+            bound = 1.0 / np.sqrt(weight.shape[1])
+            weight.uniform_(-bound, bound)
+            bias.uniform_(-bound, bound)
+
+    def forward(self, inputs: th.Tensor, per_model: bool = False) -> th.Tensor:
+        """Logits ``(models, rows, candidates)`` of ``inputs`` ``(rows, candidates, width)``, or with
+        ``per_model`` of ``(models, rows, candidates, width)`` (each model its own rows)."""
+        models = self.weights[0].shape[0]
+        x = inputs if per_model else inputs.expand(models, *inputs.shape)
+        rows, candidates = x.shape[1], x.shape[2]
+        x = x.reshape(models, rows * candidates, -1)
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = th.baddbmm(bias, x, weight)
+            if i < len(self.weights) - 1:
+                x = self.activation(x)
+        return x.reshape(models, rows, candidates)
 
 
 class MultiInputDistillPolicy(DistillPolicy):
