@@ -186,9 +186,9 @@ def test_a_vote_agent_judges_briefs_within_its_steps_and_keeps_them_when_saved(t
     steps = []
     judge_briefs = SearchDistillation._judge_briefs
 
-    def counted(self, env, callback, briefs):
+    def counted(self, env, callback, briefs, progress=False):
         steps.append(self.num_timesteps)
-        judge_briefs(self, env, callback, briefs)
+        judge_briefs(self, env, callback, briefs, progress)
         steps.append(self.num_timesteps)
 
     monkeypatch.setattr(SearchDistillation, "_judge_briefs", counted)

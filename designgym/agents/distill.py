@@ -276,7 +276,7 @@ class SearchDistillation(BaseAlgorithm):
         if self.metric_cases and self.replay_buffer and len(self.replay_buffer) > self.metric_fitted_at:
             self._count(self._fit_metric(env), callback)  # the final memory's distance
         if reserved and len(self.policy.memory_features):
-            self._judge_briefs(env, callback, briefs)
+            self._judge_briefs(env, callback, briefs, progress_bar)
         callback.on_training_end()
         return self
 
@@ -552,7 +552,7 @@ class SearchDistillation(BaseAlgorithm):
         self.logger.record("train/metric_answer_score", best)
         return len(cache)
 
-    def _judge_briefs(self, env: Any, callback: BaseCallback, briefs: int) -> None:
+    def _judge_briefs(self, env: Any, callback: BaseCallback, briefs: int, progress: bool = False) -> None:
         """Draw ``briefs`` briefs, judge each on the remembered actions of its ``vote_latents``
         nearest states, and give the policy what they scored (scaled within each brief)."""
         policy = self.policy
@@ -580,7 +580,8 @@ class SearchDistillation(BaseAlgorithm):
         if features:
             policy.remember_briefs(th.stack(features), th.stack(tried), th.stack(scores))
             if policy.answer == "rank":
-                self.logger.record("train/ranker_first_choice_score", policy.fit_ranker(seed=self.seed or 0))
+                score = policy.fit_ranker(seed=self.seed or 0, progress=progress)
+                self.logger.record("train/ranker_first_choice_score", score)
         self.logger.record("train/judged_briefs", len(features))
 
     def _check_observations(self, env: Any) -> None:

@@ -17,6 +17,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, create_mlp
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
+from tqdm.auto import tqdm
 
 ANSWERS = ("regression", "nearest", "vote", "rank")
 #: The answers that keep a case memory, and those that also keep judged briefs.
@@ -222,12 +223,12 @@ class DistillPolicy(BasePolicy):
         best = self._rank_logits(self._rank_inputs(scaled, tried)).argmax(dim=1)
         return tried.gather(1, best[:, None])[:, 0]
 
-    def fit_ranker(self, seed: int = 0, batch_size: int = 128) -> float:
+    def fit_ranker(self, seed: int = 0, batch_size: int = 128, progress: bool = False) -> float:
         """Fit the ranker's ensemble to the judged briefs (``answer="rank"``): ``rank_epochs``
         passes of AdamW, each model from its own initial weights and in its own order of the
         briefs (all drawn from ``seed``; the global random state is left as it was). Returns the
         mean score (in [0, 1] within each brief) of the ensemble's first choice on the judged
-        briefs themselves.
+        briefs themselves. ``progress`` shows a bar over the passes.
 
         The briefs are then forgotten: the ranker answers without them (they would make the
         saved agent several times larger), ranking as many near actions as each brief tried."""
@@ -244,7 +245,7 @@ class DistillPolicy(BasePolicy):
             th.manual_seed(seed)
             self.rankers.reset_parameters()
         optimizer = th.optim.AdamW(self.rankers.parameters(), lr=1e-3, weight_decay=1e-4)
-        for _ in range(self.rank_epochs):
+        for _ in tqdm(range(self.rank_epochs), desc="fitting the ranker", unit="pass", disable=not progress):
             orders = th.stack([th.randperm(n, generator=shuffle) for _ in range(models)]).to(inputs.device)
             for start in range(0, n, batch_size):
                 batch = orders[:, start : start + batch_size]  # (models, batch): each model's own briefs
