@@ -1,6 +1,6 @@
 """How much a one-shot answer gains by choosing among the near cases' latents, offline.
 
-Takes a shipped (or given) agent with a case memory (``answer="nearest"`` or ``"vote"``) and:
+Takes a shipped (or given) agent with a case memory (``answer="nearest"``, ``"vote"`` or ``"rank"``) and:
 
 1. judges every test case (the env's 200-case test split) on the remembered latents of its
    ``--candidates`` nearest states (by the agent's own weighted distance), each scored by the
@@ -68,50 +68,49 @@ def main(argv: list[str] | None = None) -> int:
     policy = agent.model.policy
     if getattr(policy, "answer", None) not in MEMORY_ANSWERS or not len(policy.memory_features):
         raise SystemExit(f"{args.agent or env_id}: the agent has no case memory (answer='nearest', 'vote' or 'rank')")
+    if args.rank_models and args.briefs <= args.rank_validation:
+        raise SystemExit(f"--rank-validation {args.rank_validation} leaves none of the {args.briefs} briefs to fit")
     env = gym.make(env_id).unwrapped
     refs = shipped_references(env_id)
-    with th.no_grad():
-        root = th.sqrt(policy.memory_weights)
-        memory = policy.scaled(policy.memory_features) * root
     actions = policy.memory_actions.cpu().numpy()
 
-    raw = {}  # id(case) -> the policy's raw features of it (what a ranker is fitted on and asked)
-
+    @th.no_grad()
     def observe(case):
+        """The policy's raw features of the case (what a ranker is fitted on and asked)."""
         obs, _ = env.reset(options=case)
-        with th.no_grad():
-            features = policy.features(policy.obs_to_tensor(obs)[0])
-            raw[id(case)] = features[0]
-            return (policy.scaled(features) * root)[0]
+        return policy.features(policy.obs_to_tensor(obs)[0])[0]
 
-    def nearest(feature, k):
-        return th.cdist(feature[None], memory)[0].topk(min(k, len(memory)), largest=False).indices.numpy()
+    @th.no_grad()
+    def nearest(raw, k):
+        return policy.candidates(policy.scaled(raw[None]), k)[0].numpy()
 
-    test_features, test_raw, test_tried, test_scores = [], [], [], []
+    @th.no_grad()
+    def weighted(raws):  # the features as the agent's distance weighs them
+        return policy.scaled(th.stack(raws)) * th.sqrt(policy.memory_weights)
+
+    test_raw, test_tried, test_scores = [], [], []
     for i, case in enumerate(tqdm(test_split(env_id), desc="test cases", unit="case")):
-        feature = observe(case)
-        tried = nearest(feature, args.candidates)
+        raw = observe(case)
+        tried = nearest(raw, args.candidates)
         judged = judge(env, actions[tried], case["conditions"])
         scores = [refs.normalize(i, _objective(env, e.objectives), bool(e.feasible))
                   for e in judged.evaluations]
-        test_features.append(feature)
-        test_raw.append(raw.pop(id(case)))
+        test_raw.append(raw)
         test_tried.append(tried)
         test_scores.append(scores)
     test_tried, test_scores = np.array(test_tried), np.array(test_scores, dtype=float)
 
     rng = np.random.default_rng(args.seed)
-    brief_features, brief_raw, brief_tried, brief_scores = [], [], [], []
+    brief_raw, brief_tried, brief_scores = [], [], []
     for _ in tqdm(range(args.briefs), desc="fresh briefs", unit="brief"):
         case = env.sample_case(rng)
-        feature = observe(case)
-        tried = nearest(feature, args.latents)
+        raw = observe(case)
+        tried = nearest(raw, args.latents)
         judged = judge(env, actions[tried], case["conditions"])
-        brief_features.append(feature)
-        brief_raw.append(raw.pop(id(case)))
+        brief_raw.append(raw)
         brief_tried.append(tried)
         brief_scores.append((judged.feasible, judged.scores))
-    distances = th.cdist(th.stack(test_features), th.stack(brief_features)).numpy()
+    distances = th.cdist(weighted(test_raw), weighted(brief_raw)).numpy()
     cmaes = _cmaes_scores(args.searches, env_id, refs) if args.searches else None
 
     rows = []
@@ -130,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     row("nearest case", test_scores[:, 0])
     row("best of the 5 nearest (oracle)", test_scores[:, :5].max(axis=1))
     row(f"best of the {test_scores.shape[1]} nearest (oracle)", test_scores.max(axis=1))
+    def scored(i, pick):
+        """Test case ``i``'s score for the remembered latent ``pick``; one outside the case's judged
+        candidates is scored as the nearest case (rare)."""
+        where = np.nonzero(test_tried[i] == pick)[0]
+        return test_scores[i, where[0]] if len(where) else test_scores[i, 0]
+
     for briefs in sorted({args.briefs // 2, args.briefs}):
         for latents in sorted({max(1, args.latents // 2), args.latents}):
             tried = np.array(brief_tried[:briefs])[:, :latents]
@@ -144,14 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                     np.add.at(count, tried[near].ravel(), 1.0)
                     valid = count >= max(1.0, 0.25 * len(near))
                     pick = int(np.where(valid, total / np.maximum(count, 1), -1).argmax()) if valid.any() else -1
-                    where = np.nonzero(test_tried[i] == pick)[0]
-                    # A latent outside the test case's judged candidates: scored as the nearest case (rare).
-                    chosen.append(test_scores[i, where[0]] if len(where) else test_scores[i, 0])
+                    chosen.append(scored(i, pick))
                 row(f"vote: {briefs} briefs x {latents} latents, {k} neighbours", np.array(chosen))
     if args.rank_models:
         fit = args.briefs - args.rank_validation
-        if fit < 1:
-            raise SystemExit(f"--rank-validation {args.rank_validation} leaves none of the {args.briefs} briefs to fit")
         ranker = DistillPolicy(policy.observation_space, policy.action_space, lambda _: 1e-3, answer="rank",
                                rank_models=args.rank_models)
         for name in ("feature_mean", "feature_var", "feature_count", "memory_weights"):
@@ -169,10 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ranker's first choice on the {args.briefs - fit} held-out briefs: "
               f"{float((scaled[fit:] * hit).sum(1).mean()):.3f} (the nearest case: {float(scaled[fit:, 0].mean()):.3f},"
               f" on {float(hit.any(1).float().mean()):.0%} of them among the latents judged)")
-        chosen = []
-        for i, pick in enumerate(test.tolist()):
-            where = np.nonzero(test_tried[i] == pick)[0]
-            chosen.append(test_scores[i, where[0]] if len(where) else test_scores[i, 0])
+        chosen = [scored(i, pick) for i, pick in enumerate(test.tolist())]
         row(f"rank: {fit} briefs x {args.latents} latents, {args.rank_models} models", np.array(chosen))
     if args.out:
         args.out.write_text(json.dumps({"env": env_id, "agent": str(args.agent or pretrained_path(env_id)),

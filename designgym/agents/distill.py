@@ -91,11 +91,10 @@ class SearchDistillation(BaseAlgorithm):
             best on average are kept. Refitted each time the buffer has doubled, from 64 cases,
             and at the end of ``learn``; its judged designs count as env steps.
         vote_briefs: with a vote or rank policy (``answer="vote"`` or ``"rank"``) in direct mode,
-            briefs drawn at the end
-            of ``learn`` (after the last fit of the distance) and judged on the remembered actions
-            of their ``vote_latents`` nearest states; ``vote_briefs * vote_latents`` of the
-            ``total_timesteps`` are kept for them (fewer briefs, with a warning, where that is
-            more than half the steps).
+            briefs drawn at the end of ``learn`` (after the last fit of the distance) and judged on
+            the remembered actions of their ``vote_latents`` nearest states; ``vote_briefs *
+            vote_latents`` of the ``total_timesteps`` are kept for them (fewer briefs, with a
+            warning, where that is more than half the steps).
         vote_latents: remembered actions tried on each judged brief.
         buffer_size: cases kept for fitting (the oldest leave first).
         batch_size: states per gradient step.
@@ -558,9 +557,6 @@ class SearchDistillation(BaseAlgorithm):
         policy = self.policy
         self._check_observations(env)
         assert self._search_rng is not None
-        with th.no_grad():
-            root = th.sqrt(policy.memory_weights)
-            memory = policy.scaled(policy.memory_features) * root
         actions = policy.memory_actions.cpu().numpy()
         k = min(self.vote_latents, len(actions))
         features, tried, scores = [], [], []
@@ -569,8 +565,7 @@ class SearchDistillation(BaseAlgorithm):
             obs, _ = env.reset(options=case)
             with th.no_grad():
                 feature = policy.features(policy.obs_to_tensor(obs)[0])
-                here = policy.scaled(feature) * root
-                nearest = th.cdist(here, memory)[0].topk(k, largest=False).indices.cpu()
+                nearest = policy.candidates(policy.scaled(feature), k)[0].cpu()
             judged = judge(env, actions[nearest.numpy()], case["conditions"])
             features.append(feature[0].cpu())
             tried.append(nearest)
