@@ -174,6 +174,42 @@ def test_a_rank_policy_learns_which_near_action_does_best_as_the_brief_changes()
     np.testing.assert_allclose(policy.predict(obs, deterministic=True)[0], [[-0.5], [-0.5], [0.5], [0.5]])
 
 
+def test_a_ranker_sees_conditions_that_the_memory_distance_weighs_zero():
+    # Two features; the fitted distance ignores the second (weight 0): the nearest case goes by the
+    # first alone. Which near action does best goes by the second: a ranker must see it as it is.
+    space = gym.spaces.Box(-10, 10, (2,), np.float32)
+    policy = DistillPolicy(space, gym.spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-3, answer="rank",
+                           rank_models=2, rank_hidden=32, rank_epochs=200)
+    policy.update_normalizer(torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+    policy.remember(torch.tensor([[0.3, 0.5], [0.7, 0.5]]), torch.tensor([[-0.5], [0.5]]))
+    policy.memory_weights.copy_(torch.tensor([1.0, 0.0]))
+    grid = torch.linspace(0.0, 1.0, 21)
+    briefs = torch.cartesian_prod(grid, grid)
+    tried = torch.tensor([[0, 1] if float(x) < 0.5 else [1, 0] for x in briefs[:, 0]])
+    second = (briefs[:, 1] > 0.5).float()  # action 1 does best above the middle of the second feature
+    scores = torch.stack([torch.where(tried[:, 0] == 1, second, 1 - second),
+                          torch.where(tried[:, 1] == 1, second, 1 - second)], dim=1)
+    policy.remember_briefs(briefs, tried, scores)
+    assert policy.fit_ranker(seed=0) > 0.95
+    assert not bool(policy.rank_weighted)
+    obs = np.array([[0.2, 0.9], [0.2, 0.1], [0.8, 0.1], [0.8, 0.9]], np.float32)
+    np.testing.assert_allclose(policy.predict(obs, deterministic=True)[0], [[0.5], [-0.5], [-0.5], [0.5]])
+    # A ranker saved before the inputs' layout was recorded was fitted on the weighted features,
+    # and loads as such: its inputs lose the second feature.
+    saved = {k: v for k, v in policy.state_dict().items() if k != "rank_weighted"}
+    old = DistillPolicy(space, gym.spaces.Box(-1, 1, (1,), np.float32), lambda _: 1e-3, answer="rank",
+                        rank_models=2, rank_hidden=32, rank_epochs=200)
+    old.load_state_dict(saved)
+    assert bool(old.rank_weighted) and bool(old.rank_fitted)
+    with torch.no_grad():
+        scaled = old.scaled(torch.as_tensor(obs))
+        inputs = old._rank_inputs(scaled, old.candidates(scaled, 2))
+    assert torch.all(inputs[..., 1] == 0) and torch.all(inputs[..., 3] == 0)  # the brief's and offset's 2nd
+    with torch.no_grad():
+        inputs = policy._rank_inputs(scaled, policy.candidates(scaled, 2))
+    assert torch.allclose(inputs[:, 0, :2], scaled)
+
+
 def test_judged_briefs_are_scaled_within_each_brief_with_illegal_designs_at_zero():
     from designgym.agents.distill import _scaled_within
 

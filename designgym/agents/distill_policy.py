@@ -62,8 +62,9 @@ class DistillPolicy(BasePolicy):
       the algorithm has judged briefs (``vote_briefs``), it answers as ``"nearest"``.
     - ``"rank"``: the judged briefs of ``"vote"``, learned from instead of averaged over: an
       ensemble of ``rank_models`` small MLPs scores each of a brief's candidates (the actions of
-      its nearest states, as many as each judged brief tried) from the brief's features, the
-      candidate state's offset from them, the candidate action and the distance, and is fitted
+      its nearest states, as many as each judged brief tried) from the brief's features (as they
+      are, not as the distance weighs them), the candidate state's offset from them, the
+      candidate action and the distance, and is fitted
       to rank each judged brief's tried actions as they scored (a listwise loss: cross-entropy
       against the softmax of the scores at :data:`RANK_TEMPERATURE`). A new brief gets the
       candidate the ensemble ranks first (the sum of the models' log-probabilities). The vote
@@ -137,6 +138,9 @@ class DistillPolicy(BasePolicy):
             width = 2 * dim + action_dim + 1
             self.register_buffer("rank_fitted", th.zeros((), dtype=th.bool))  # to the current memory
             self.register_buffer("rank_candidates", th.zeros((), dtype=th.long))  # near actions it ranks
+            # Whether its inputs are the features as the memory's distance weighs them (rankers
+            # fitted before the buffer existed) rather than as they are (every ranker fitted since).
+            self.register_buffer("rank_weighted", th.zeros((), dtype=th.bool))
             self.rankers = RankerEnsemble(self.rank_models, width, self.rank_hidden, activation_fn)
         self.mu = nn.Sequential(*create_mlp(dim, action_dim, self.net_arch, activation_fn, squash_output=True))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
@@ -204,8 +208,14 @@ class DistillPolicy(BasePolicy):
 
     def _rank_inputs(self, scaled: th.Tensor, tried: th.Tensor) -> th.Tensor:
         """The rankers' input for each row's candidates ``tried`` (memory indices):
-        ``(rows, candidates, 2 * features + action + 1)``."""
-        root = th.sqrt(self.memory_weights)
+        ``(rows, candidates, 2 * features + action + 1)``.
+
+        The features are standardised but not weighted by the memory's distance: a fitted metric
+        may weigh a condition 0 (the nearest case's latent does not depend on it) while which of
+        the near latents suits the brief does (FloorPlan-v2's offline ranker: test IQM 60.2 with
+        them as they are, 47.0 weighted, benchmarks/RESULTS.md section 18). Rankers saved before
+        this (``rank_weighted``) keep the weighted inputs they were fitted on."""
+        root = th.sqrt(self.memory_weights) if bool(self.rank_weighted) else th.ones_like(self.memory_weights)
         here = (scaled * root)[:, None, :].expand(-1, tried.shape[1], -1)
         there = (self.scaled(self.memory_features) * root)[tried]
         offset = there - here
@@ -236,6 +246,7 @@ class DistillPolicy(BasePolicy):
             raise ValueError(f"only a policy with answer='rank' has a ranker, this one answers by {self.answer}")
         if not len(self.brief_features):
             raise ValueError("the ranker learns from judged briefs; there are none")
+        self.rank_weighted.fill_(False)  # a new fit sees the features as they are
         with th.no_grad():
             inputs = self._rank_inputs(self.scaled(self.brief_features), self.brief_tried)
             target = th.softmax(self.brief_scores / RANK_TEMPERATURE, dim=1)
@@ -305,6 +316,9 @@ class DistillPolicy(BasePolicy):
         for name in ("memory_features", "memory_actions", "brief_features", "brief_tried", "brief_scores"):
             if name in self._buffers and prefix + name in state_dict:
                 self._buffers[name] = th.empty_like(state_dict[prefix + name], device=self.feature_mean.device)
+        if "rank_weighted" in self._buffers and prefix + "rank_fitted" in state_dict:
+            # A ranker saved before its inputs' layout was recorded was fitted on weighted features.
+            state_dict.setdefault(prefix + "rank_weighted", th.ones((), dtype=th.bool))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _predict(self, observation: Any, deterministic: bool = False) -> th.Tensor:
