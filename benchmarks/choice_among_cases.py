@@ -15,7 +15,9 @@ Takes a shipped (or given) agent with a case memory (``answer="nearest"``, ``"vo
    ``--neighbours`` most similar judged briefs (what ``answer="vote"`` answers) for each number
    of briefs and latents up to the ones given, and with ``--rank-models M`` the ranker of
    ``answer="rank"`` (an ensemble of M MLPs fitted to all but the last ``--rank-validation``
-   judged briefs, its first choice also scored on those held out); paired against CMA-ES at
+   judged briefs, its first choice also scored on those held out; with ``--rank-weighted`` also
+   one fitted on the features as the agent's distance weighs them, as rankers were before their
+   inputs were the features as they are); paired against CMA-ES at
    100 designs when ``--searches`` names a benchmarks/score.py output folder that holds its
    searches.
 
@@ -55,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--neighbours", type=int, nargs="+", default=[10, 20, 40])
     p.add_argument("--rank-models", type=int, default=0, help="fit a ranker of this many MLPs (0: none)")
     p.add_argument("--rank-validation", type=int, default=1000, help="judged briefs held out of the ranker's fit")
+    p.add_argument("--rank-weighted", action="store_true",
+                   help="also fit a ranker on the features as the agent's distance weighs them")
     p.add_argument("--searches", type=Path, default=None, help="benchmarks/score.py --out folder with CMA-ES rows")
     p.add_argument("--seed", type=int, default=987_654)
     p.add_argument("--out", type=Path, default=None, help="JSON of the table (default: print only)")
@@ -153,25 +157,29 @@ def main(argv: list[str] | None = None) -> int:
                 row(f"vote: {briefs} briefs x {latents} latents, {k} neighbours", np.array(chosen))
     if args.rank_models:
         fit = args.briefs - args.rank_validation
-        ranker = DistillPolicy(policy.observation_space, policy.action_space, lambda _: 1e-3, answer="rank",
-                               rank_models=args.rank_models)
-        for name in ("feature_mean", "feature_var", "feature_count", "memory_weights"):
-            getattr(ranker, name).copy_(getattr(policy, name))
-        ranker.remember(policy.memory_features, policy.memory_actions)
         briefs_raw = th.stack(brief_raw)
         tried = th.as_tensor(np.array(brief_tried), dtype=th.long)
         scaled = th.as_tensor(np.stack([_scaled_within(f, s) for f, s in brief_scores]), dtype=th.float32)
-        ranker.remember_briefs(briefs_raw[:fit], tried[:fit], scaled[:fit])
-        ranker.fit_ranker(seed=args.seed)
-        with th.no_grad():
-            held = ranker.rank(ranker.scaled(briefs_raw[fit:]))
-            test = ranker.rank(ranker.scaled(th.stack(test_raw)))
-        hit = tried[fit:] == held[:, None]
-        print(f"ranker's first choice on the {args.briefs - fit} held-out briefs: "
-              f"{float((scaled[fit:] * hit).sum(1).mean()):.3f} (the nearest case: {float(scaled[fit:, 0].mean()):.3f},"
-              f" on {float(hit.any(1).float().mean()):.0%} of them among the latents judged)")
-        chosen = [scored(i, pick) for i, pick in enumerate(test.tolist())]
-        row(f"rank: {fit} briefs x {args.latents} latents, {args.rank_models} models", np.array(chosen))
+        for weighted in (False, True) if args.rank_weighted else (False,):
+            ranker = DistillPolicy(policy.observation_space, policy.action_space, lambda _: 1e-3, answer="rank",
+                                   rank_models=args.rank_models)
+            for name in ("feature_mean", "feature_var", "feature_count", "memory_weights"):
+                getattr(ranker, name).copy_(getattr(policy, name))
+            ranker.remember(policy.memory_features, policy.memory_actions)
+            ranker.remember_briefs(briefs_raw[:fit], tried[:fit], scaled[:fit])
+            ranker.fit_ranker(seed=args.seed, weighted=weighted)
+            with th.no_grad():
+                held = ranker.rank(ranker.scaled(briefs_raw[fit:]))
+                test = ranker.rank(ranker.scaled(th.stack(test_raw)))
+            hit = tried[fit:] == held[:, None]
+            inputs = "weighted features" if weighted else "features as they are"
+            print(f"ranker ({inputs}): first choice on the {args.briefs - fit} held-out briefs "
+                  f"{float((scaled[fit:] * hit).sum(1).mean()):.3f} (the nearest case: "
+                  f"{float(scaled[fit:, 0].mean()):.3f}, on {float(hit.any(1).float().mean()):.0%} of them among the "
+                  "latents judged)")
+            chosen = [scored(i, pick) for i, pick in enumerate(test.tolist())]
+            row(f"rank: {fit} briefs x {args.latents} latents, {args.rank_models} models"
+                + (", weighted features" if weighted else ""), np.array(chosen))
     if args.out:
         args.out.write_text(json.dumps({"env": env_id, "agent": str(args.agent or pretrained_path(env_id)),
                                         "rows": rows}, indent=2))

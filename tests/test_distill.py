@@ -190,6 +190,9 @@ def test_a_ranker_sees_conditions_that_the_memory_distance_weighs_zero():
     scores = torch.stack([torch.where(tried[:, 0] == 1, second, 1 - second),
                           torch.where(tried[:, 1] == 1, second, 1 - second)], dim=1)
     policy.remember_briefs(briefs, tried, scores)
+    # Fitted on the features as the distance weighs them, it cannot tell the briefs apart.
+    assert policy.fit_ranker(seed=0, weighted=True) < 0.6 and bool(policy.rank_weighted)
+    policy.remember_briefs(briefs, tried, scores)
     assert policy.fit_ranker(seed=0) > 0.95
     assert not bool(policy.rank_weighted)
     obs = np.array([[0.2, 0.9], [0.2, 0.1], [0.8, 0.1], [0.8, 0.9]], np.float32)

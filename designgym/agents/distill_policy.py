@@ -233,7 +233,8 @@ class DistillPolicy(BasePolicy):
         best = self._rank_logits(self._rank_inputs(scaled, tried)).argmax(dim=1)
         return tried.gather(1, best[:, None])[:, 0]
 
-    def fit_ranker(self, seed: int = 0, batch_size: int = 128, progress: bool = False) -> float:
+    def fit_ranker(self, seed: int = 0, batch_size: int = 128, progress: bool = False, weighted: bool = False
+                   ) -> float:
         """Fit the ranker's ensemble to the judged briefs (``answer="rank"``): ``rank_epochs``
         passes of AdamW, each model from its own initial weights and in its own order of the
         briefs (all drawn from ``seed``; the global random state is left as it was). Returns the
@@ -241,12 +242,16 @@ class DistillPolicy(BasePolicy):
         briefs themselves. ``progress`` shows a bar over the passes.
 
         The briefs are then forgotten: the ranker answers without them (they would make the
-        saved agent several times larger), ranking as many near actions as each brief tried."""
+        saved agent several times larger), ranking as many near actions as each brief tried.
+
+        ``weighted``: fit on the features as the memory's distance weighs them, as rankers were
+        fitted before their inputs' layout was recorded (kept to compare the two, see
+        :meth:`_rank_inputs`)."""
         if self.answer != "rank":
             raise ValueError(f"only a policy with answer='rank' has a ranker, this one answers by {self.answer}")
         if not len(self.brief_features):
             raise ValueError("the ranker learns from judged briefs; there are none")
-        self.rank_weighted.fill_(False)  # a new fit sees the features as they are
+        self.rank_weighted.fill_(bool(weighted))
         with th.no_grad():
             inputs = self._rank_inputs(self.scaled(self.brief_features), self.brief_tried)
             target = th.softmax(self.brief_scores / RANK_TEMPERATURE, dim=1)
