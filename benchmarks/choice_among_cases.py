@@ -17,9 +17,8 @@ Takes a shipped (or given) agent with a case memory (``answer="nearest"``, ``"vo
    ``answer="rank"`` (an ensemble of M MLPs fitted to all but the last ``--rank-validation``
    judged briefs, its first choice also scored on those held out; with ``--rank-weighted`` also
    one fitted on the features as the agent's distance weighs them, as rankers were before their
-   inputs were the features as they are); paired against CMA-ES at
-   100 designs when ``--searches`` names a benchmarks/score.py output folder that holds its
-   searches.
+   inputs were the features as they are); paired against CMA-ES at 100 designs when
+   ``--searches`` names a benchmarks/score.py output folder that holds its searches.
 
     python benchmarks/choice_among_cases.py --env designgym/Massing-v2 --searches /tmp/score
     python benchmarks/choice_among_cases.py --env designgym/FloorPlan-v2 --agent runs/my-run --briefs 3000
@@ -160,26 +159,26 @@ def main(argv: list[str] | None = None) -> int:
         briefs_raw = th.stack(brief_raw)
         tried = th.as_tensor(np.array(brief_tried), dtype=th.long)
         scaled = th.as_tensor(np.stack([_scaled_within(f, s) for f, s in brief_scores]), dtype=th.float32)
-        for weighted in (False, True) if args.rank_weighted else (False,):
+        for weigh in (False, True) if args.rank_weighted else (False,):
             ranker = DistillPolicy(policy.observation_space, policy.action_space, lambda _: 1e-3, answer="rank",
                                    rank_models=args.rank_models)
             for name in ("feature_mean", "feature_var", "feature_count", "memory_weights"):
                 getattr(ranker, name).copy_(getattr(policy, name))
             ranker.remember(policy.memory_features, policy.memory_actions)
             ranker.remember_briefs(briefs_raw[:fit], tried[:fit], scaled[:fit])
-            ranker.fit_ranker(seed=args.seed, weighted=weighted)
+            ranker.fit_ranker(seed=args.seed, weighted=weigh)
             with th.no_grad():
                 held = ranker.rank(ranker.scaled(briefs_raw[fit:]))
                 test = ranker.rank(ranker.scaled(th.stack(test_raw)))
             hit = tried[fit:] == held[:, None]
-            inputs = "weighted features" if weighted else "features as they are"
+            inputs = "weighted features" if weigh else "features as they are"
             print(f"ranker ({inputs}): first choice on the {args.briefs - fit} held-out briefs "
                   f"{float((scaled[fit:] * hit).sum(1).mean()):.3f} (the nearest case: "
                   f"{float(scaled[fit:, 0].mean()):.3f}, on {float(hit.any(1).float().mean()):.0%} of them among the "
                   "latents judged)")
             chosen = [scored(i, pick) for i, pick in enumerate(test.tolist())]
             row(f"rank: {fit} briefs x {args.latents} latents, {args.rank_models} models"
-                + (", weighted features" if weighted else ""), np.array(chosen))
+                + (", weighted features" if weigh else ""), np.array(chosen))
     if args.out:
         args.out.write_text(json.dumps({"env": env_id, "agent": str(args.agent or pretrained_path(env_id)),
                                         "rows": rows}, indent=2))

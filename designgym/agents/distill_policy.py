@@ -65,8 +65,8 @@ class DistillPolicy(BasePolicy):
       its nearest states, as many as each judged brief tried) from the brief's features (as they
       are, not as the distance weighs them), the candidate state's offset from them, the
       candidate action and the distance, and is fitted to rank each judged brief's tried
-      actions as they scored (a listwise loss: cross-entropy
-      against the softmax of the scores at :data:`RANK_TEMPERATURE`). A new brief gets the
+      actions as they scored (a listwise loss: cross-entropy against the softmax of the scores
+      at :data:`RANK_TEMPERATURE`). A new brief gets the
       candidate the ensemble ranks first (the sum of the models' log-probabilities). The vote
       averages scores over whole neighbourhoods of briefs; the ranker learns how a latent's
       worth changes across them. Until it is fitted, it answers as ``"nearest"``; once it is,
@@ -215,7 +215,7 @@ class DistillPolicy(BasePolicy):
         the near latents suits the brief does (FloorPlan-v2's offline ranker on 3,000 briefs: test
         IQM 50.6 with them as they are, 40.4 weighted, benchmarks/RESULTS.md section 18). Rankers
         saved before this (``rank_weighted``) keep the weighted inputs they were fitted on."""
-        root = th.sqrt(self.memory_weights) if bool(self.rank_weighted) else th.ones_like(self.memory_weights)
+        root = th.sqrt(self.memory_weights) if bool(self.rank_weighted) else 1.0
         here = (scaled * root)[:, None, :].expand(-1, tried.shape[1], -1)
         there = (self.scaled(self.memory_features) * root)[tried]
         offset = there - here
