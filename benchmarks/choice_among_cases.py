@@ -125,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
 
-    def row(name, scores):
+    def row(name, scores, paired=cmaes is not None):
         scores = np.asarray(scores, dtype=float)
         entry = {"rule": name, "iqm": iqm(scores), "at_reference": float(np.mean(scores >= AT_REFERENCE))}
-        if cmaes is not None and name != "CMA-ES@100":
+        if paired:
             entry["at_least_cmaes100"] = at_least_as_good(scores, cmaes)
         rows.append(entry)
         paired = f"  >= CMA-ES@100 {100 * entry['at_least_cmaes100']:5.1f} %" if "at_least_cmaes100" in entry else ""
@@ -136,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     if cmaes is not None:
-        row("CMA-ES@100", cmaes)
+        row("CMA-ES@100", cmaes, paired=False)
     row("nearest case", test_scores[:, 0])
-    for k in sorted({k for k in (5, 8, 16, 32) if k < args.candidates} | {test_scores.shape[1]}):
+    judged = test_scores.shape[1]  # --candidates, or the whole memory where it holds fewer
+    for k in sorted({k for k in (5, 8, 16, 32) if k < judged} | {judged}):
         row(f"best of the {k} nearest (oracle)", test_scores[:, :k].max(axis=1))
+
     def scored(i, pick):
         """Test case ``i``'s score for the remembered latent ``pick``; one outside the case's judged
         candidates is scored as the nearest case (rare)."""
