@@ -1,4 +1,6 @@
+import importlib.util
 import os
+from pathlib import Path
 
 # One thread per process, for this one and every designgym process a test starts (they inherit the
 # environment): the networks are small, and a second torch thread per process only contends with
@@ -53,3 +55,12 @@ def tensorboard_run(run):
         for event in EventFileLoader(str(file)).Load():
             plugins.update((v.tag, v.metadata.plugin_data.plugin_name) for v in event.summary.value)
     return scalars, events.Tags()["images"], plugins, events
+
+
+def benchmark_module(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (benchmarks are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

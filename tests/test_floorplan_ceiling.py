@@ -1,25 +1,17 @@
 """benchmarks/floorplan_ceiling.py's distance between briefs: the brief in cells must be the brief
 the layout cuts, and the conditions it reads from a remembered observation the brief itself."""
 
-import importlib.util
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
-import designgym  # noqa: F401  (registers the envs)
 from designgym.envs.architecture.floorplan_layout import _Brief
-
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "floorplan_ceiling.py"
 
 
 @pytest.fixture(scope="module")
 def ceiling():
-    spec = importlib.util.spec_from_file_location("floorplan_ceiling_benchmark", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("floorplan_ceiling")
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,14 @@
 """benchmarks/quality.py's verdicts: "at least as good as CMA-ES" is judged on the env's score,
 case by case, not on the compliance ratio, which ignores the rules SIMP does not know."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+from conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def quality():
-    spec = importlib.util.spec_from_file_location("quality_benchmark", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("quality")
 
 
 def rows(method, budget, scores, ratio, overhang=0.0):
