@@ -102,12 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, case in enumerate(tqdm(test_split(env_id), desc="test cases", unit="case")):
         raw = observe(case)
         tried = nearest(raw, args.candidates)
-        judged = judge(env, actions[tried], case["conditions"])
-        scores = [refs.normalize(i, _objective(env, e.objectives), bool(e.feasible))
-                  for e in judged.evaluations]
         test_raw.append(raw)
         test_tried.append(tried)
-        test_scores.append(scores)
+        test_scores.append(normalized_scores(env, refs, i, case["conditions"], actions[tried]))
     test_tried, test_scores = np.array(test_tried), np.array(test_scores, dtype=float)
 
     rng = np.random.default_rng(args.seed)
@@ -193,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps({"env": env_id, "agent": str(args.agent or pretrained_path(env_id)),
                                         "rows": rows}, indent=2))
     return 0
+
+
+def normalized_scores(env, refs, index: int, conditions, latents: np.ndarray) -> np.ndarray:
+    """The suite's normalized score of each latent's design for test case ``index`` (judged once each)."""
+    judged = judge(env, latents, conditions)
+    return np.array([refs.normalize(index, _objective(env, e.objectives), bool(e.feasible))
+                     for e in judged.evaluations])
 
 
 def _cmaes_scores(folder: Path, env_id: str, refs) -> np.ndarray:

@@ -37,11 +37,11 @@ import torch as th
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from choice_among_cases import AT_REFERENCE, _cmaes_scores  # noqa: E402
+from choice_among_cases import AT_REFERENCE, _cmaes_scores, normalized_scores  # noqa: E402
 
 from designgym.agents.distill import _scaled_within  # noqa: E402
 from designgym.agents.evaluation import load_agent, pretrained_path  # noqa: E402
-from designgym.agents.scoring import _objective, _own_span, iqm, shipped_references, test_split  # noqa: E402
+from designgym.agents.scoring import _own_span, iqm, shipped_references, test_split  # noqa: E402
 from designgym.agents.search import judge  # noqa: E402
 
 ENV = "designgym/FloorPlan-v2"
@@ -100,25 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     rows = []
 
-    def row(name, at_reference, score=None, **extra):
-        entry = {"rule": name, "at_reference": int(at_reference), "share": at_reference / len(cases), **extra}
-        if score is not None:
-            entry["iqm"] = iqm(score)
+    def row(name, scores, **extra):
+        at_reference = int((scores >= AT_REFERENCE).sum())
+        entry = {"rule": name, "at_reference": at_reference, "share": at_reference / len(cases), "iqm": iqm(scores),
+                 **extra}
         rows.append(entry)
-        shown = f"  IQM {entry['iqm']:5.1f}" if "iqm" in entry else ""
-        print(f"{name:64s} {at_reference:4d} of {len(cases)} at the reference ({100 * entry['share']:5.1f} %){shown}",
-              flush=True)
+        print(f"{name:64s} {at_reference:4d} of {len(cases)} at the reference ({100 * entry['share']:5.1f} %)  "
+              f"IQM {entry['iqm']:5.1f}", flush=True)
 
     room = np.array([_own_span(c, refs.method) is not None for c in refs.cases])
-    row("any design above z = 0 (the most any answer can have)", int(room.sum()), np.where(room, 100.0, 0.0))
+    row("any design above z = 0 (the most any answer can have)", np.where(room, 100.0, 0.0))
     if args.searches:
-        cmaes = _cmaes_scores(args.searches, ENV, refs)
-        row("CMA-ES@100", int((cmaes >= AT_REFERENCE).sum()), cmaes)
+        row("CMA-ES@100", _cmaes_scores(args.searches, ENV, refs))
 
     def judged(latents, i):
-        found = judge(env, latents, cases[i]["conditions"])
-        return np.array([refs.normalize(i, _objective(env, e.objectives), bool(e.feasible))
-                         for e in found.evaluations])
+        return normalized_scores(env, refs, i, cases[i]["conditions"], latents)
 
     # The two distances between briefs, as points: the agent's and the brief in cells.
     memory_briefs = [remembered_brief(env, v) for v in policy.memory_features.cpu().numpy()]
@@ -148,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             scores = np.array(scores)
             for n in sorted({1, min(16, k), k}):
                 best = scores[:, :n].max(axis=1)
-                row(f"best of the {n} nearest of {len(keep)} cases, {distance}", int((best >= AT_REFERENCE).sum()),
-                    best, memory=len(keep), distance=distance, latents=n)
+                row(f"best of the {n} nearest of {len(keep)} cases, {distance}", best, memory=len(keep),
+                    distance=distance, latents=n)
 
     if args.menu:
         pool = np.clip(rng.normal(0.0, 1.0 / 3.0, size=(args.menu_pool, actions.shape[1])), -1.0, 1.0)
@@ -168,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         scores = np.array([judged(menu, i) for i in tqdm(range(len(cases)), desc="menu: test cases", unit="case")])
         for n in sorted({8, 16, len(menu)} & set(range(1, len(menu) + 1))):
             best = scores[:, :n].max(axis=1)
-            row(f"best of a fixed menu of {n} latents", int((best >= AT_REFERENCE).sum()), best, latents=n)
+            row(f"best of a fixed menu of {n} latents", best, latents=n)
 
     if args.out:
         args.out.write_text(json.dumps({"env": ENV, "agent": str(args.agent or pretrained_path(ENV)), "rows": rows},
